@@ -1,0 +1,21 @@
+"""Wire types of the optimizer worker (SPEC sections 2-7).
+
+Every type is a frozen, keyword-only ``msgspec.Struct``; ``schema.json``
+beside this file is generated from them.
+"""
+
+from ._params import (
+    DEFAULT_HOLD_HRS, DEFAULT_SL_MULTS, DEFAULT_TP_MULTS, Constraints, Intrabar,
+    Mode, ParamGrid, Params, SimulatorConfig,
+)
+from ._results import (
+    CallerResult, CapitalMetrics, GroupedResult, Metrics, OptimizeResult,
+    PerCallerResult, PerTradeMetrics, RankedPoint, TradeRecord,
+)
+
+__all__ = [
+    "DEFAULT_HOLD_HRS", "DEFAULT_SL_MULTS", "DEFAULT_TP_MULTS", "CallerResult",
+    "CapitalMetrics", "Constraints", "GroupedResult", "Intrabar", "Metrics",
+    "Mode", "OptimizeResult", "ParamGrid", "Params", "PerCallerResult",
+    "PerTradeMetrics", "RankedPoint", "SimulatorConfig", "TradeRecord",
+]

@@ -1,0 +1,69 @@
+"""Simulation inputs shared by every method: config, parameters, grid.
+
+``msgspec.Meta`` bounds put the rules in the JSON Schema and reject bad
+values at decode time; ``worker._validate`` checks the same rules again for
+values built in Python (a Struct built directly is not validated) and adds
+the rules a schema cannot say (duplicate grid values).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+Positive = Annotated[float, msgspec.Meta(gt=0)]
+NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+TpMult = Annotated[float, msgspec.Meta(gt=1, description="take-profit multiple of entry, > 1")]
+SlMult = Annotated[float, msgspec.Meta(gt=0, lt=1, description="stop-loss multiple of entry, in (0, 1)")]
+HoldHrs = Annotated[float, msgspec.Meta(gt=0, description="maximum hold in hours, > 0")]
+
+Mode = Literal["capital", "per_trade"]
+Intrabar = Literal["tp_first", "sl_first"]
+
+DEFAULT_TP_MULTS = (1.5, 2.0, 2.5, 3.0, 4.0, 5.0)
+DEFAULT_SL_MULTS = (0.85, 0.88, 0.9, 0.92, 0.95)
+DEFAULT_HOLD_HRS = (48.0,)
+
+
+class SimulatorConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """SPEC section 2 config, with its defaults."""
+
+    initial_capital: Positive = 10_000.0
+    max_allocation_pct: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.04
+    max_risk_per_trade: Positive = 200.0
+    max_concurrent_positions: Annotated[int, msgspec.Meta(ge=1)] = 25
+    max_trade_horizon_hrs: HoldHrs = 48.0
+    min_executable_size: NonNegative = 10.0
+    taker_fee_bps: NonNegative = 30.0
+    slippage_bps: NonNegative = 10.0
+    intrabar: Intrabar = "tp_first"
+
+
+class Params(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One parameter set; ``max_hold_hrs`` None means the config's horizon."""
+
+    tp_mult: TpMult
+    sl_mult: SlMult
+    max_hold_hrs: HoldHrs | None = None
+
+
+class ParamGrid(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The grid ``tp_mults x sl_mults x max_hold_hrs`` (SPEC 5), in grid order.
+
+    ``max_hold_hrs`` None means the one value of the config's horizon.
+    """
+
+    tp_mults: Annotated[list[TpMult], msgspec.Meta(min_length=1)] = msgspec.field(
+        default_factory=lambda: list(DEFAULT_TP_MULTS))
+    sl_mults: Annotated[list[SlMult], msgspec.Meta(min_length=1)] = msgspec.field(
+        default_factory=lambda: list(DEFAULT_SL_MULTS))
+    max_hold_hrs: Annotated[list[HoldHrs], msgspec.Meta(min_length=1)] | None = None
+
+
+class Constraints(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Feasibility rules (SPEC 5); a point breaking one is never ``best``."""
+
+    min_trades: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    max_drawdown: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    min_win_rate: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None

@@ -1,0 +1,12 @@
+"""Reference implementation of SPEC sections 2-6 (slow, obvious, for tests)."""
+
+from .simulator import simulate_capital, simulate_per_trade
+from .optimizer import grouped_eval, optimize, optimize_per_caller
+
+__all__ = [
+    "simulate_capital",
+    "simulate_per_trade",
+    "optimize",
+    "optimize_per_caller",
+    "grouped_eval",
+]

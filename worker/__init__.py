@@ -1,0 +1,24 @@
+"""The optimizer worker: exact, fast TP/SL/hold grid search over trading calls.
+
+Public surface: load a dataset, then simulate, optimize, optimize per caller
+or evaluate a group. The daemon and the CLI are built on these.
+"""
+
+from ._callers import grouped_eval, optimize_per_caller
+from ._dataset import Dataset
+from ._errors import (
+    CheckpointMismatch, InvalidDataset, InvalidParams, RequestCancelled, ResourceLimit,
+    UnknownDataset, WorkerError,
+)
+from ._loaders import dataset_from_columnar, dataset_from_files, dataset_from_rows
+from ._optimize import optimize, simulate
+from ._synthetic import synthetic_dataset
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CheckpointMismatch", "Dataset", "InvalidDataset", "InvalidParams", "RequestCancelled",
+    "ResourceLimit", "UnknownDataset", "WorkerError", "dataset_from_columnar",
+    "dataset_from_files", "dataset_from_rows", "grouped_eval", "optimize",
+    "optimize_per_caller", "simulate", "synthetic_dataset",
+]

@@ -1,0 +1,174 @@
+"""Numba kernels: arrays and scalars in, arrays out, no validation.
+
+The meaning of every kernel is the plain-loop reference in
+``tests/reference/`` (SPEC sections 2-4); the Python wrappers in
+``_engine.py`` validate, sort and shape their inputs.
+
+The idea that makes a grid cheap: a call's exit depends on a grid point only
+through its TP level, SL level and hold. ``exit_levels_nb`` makes one pass over
+each call's candles and records, for every distinct level, the time of the
+first candle that reaches it. A grid point's exit is then the earliest of three
+precomputed times, and each capital run is a sweep over the calls with a small
+heap of open positions: O(candles + calls x grid points) instead of
+O(candles x grid points).
+
+Times stand in for candle indices: timestamps strictly increase within a
+series, so "earlier time" and "earlier candle" are the same thing, and
+``NO_HIT`` (int64 max) sorts after every real candle.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+NO_HIT = np.iinfo(np.int64).max
+
+# Exit reasons and skip reasons, as the column order of the count arrays.
+TAKE_PROFIT, STOP_LOSS, TIME_EXIT, END_OF_DATA = 0, 1, 2, 3
+EXIT_REASONS = ("take_profit", "stop_loss", "time_exit", "end_of_data")
+MAX_POSITIONS, NO_ENTRY, BELOW_MIN_SIZE = 0, 1, 2
+SKIP_REASONS = ("max_positions", "no_entry", "below_min_size")
+ENTERED = -1  # record status of a call that opened a position
+
+# Column order of the metric matrices the grid kernels return.
+CAPITAL_METRICS = (
+    "final_capital", "total_return", "trades_executed", "wins", "losses",
+    "win_rate", "trades_skipped", "fees_paid", "profit_factor",
+    "max_drawdown", "avg_hold_min",
+)
+PER_TRADE_METRICS = (
+    "trades", "wins", "losses", "win_rate", "avg_return", "median_return",
+    "total_return", "profit_factor", "avg_r", "total_r", "avg_hold_min",
+)
+
+_MS_PER_MIN = 60_000.0
+
+
+@nb.njit(cache=True, nogil=True, parallel=True)
+def exit_levels_nb(ts, high, low, close, entry_idx, series_end,
+                   tp_levels, sl_levels, hold_ms):
+    """First-hit times of every TP, SL and hold level, for every call.
+
+    ``tp_levels`` ascending, ``sl_levels`` descending, ``hold_ms`` ascending,
+    so on each side the levels are reached in order and one pointer per side
+    suffices. Only candles after the entry count (SPEC 2.2.6). The scan stops
+    once every grid point must have exited: all TP levels hit, all SL levels
+    hit, or the longest hold reached. Calls without entry keep NO_HIT.
+
+    Returns ``tp_ts[n_tp, n]``, ``sl_ts[n_sl, n]``, ``hold_ts[n_hold, n]``,
+    ``hold_px[n_hold, n]`` (close of the hold candle), level-major so a grid
+    point's sweep reads contiguous memory. Reference:
+    ``tests.reference.simulator.simulate_capital`` (the exit rule).
+    """
+    n = entry_idx.shape[0]
+    n_tp, n_sl, n_hold = tp_levels.shape[0], sl_levels.shape[0], hold_ms.shape[0]
+    tp_ts = np.full((n_tp, n), NO_HIT, np.int64)
+    sl_ts = np.full((n_sl, n), NO_HIT, np.int64)
+    hold_ts = np.full((n_hold, n), NO_HIT, np.int64)
+    hold_px = np.zeros((n_hold, n), np.float64)
+    for i in nb.prange(n):
+        e = entry_idx[i]
+        if e < 0:
+            continue
+        end = series_end[i] + 1
+        entry_px = close[e]
+        stop = end
+        for h in range(n_hold):
+            target = ts[e] + hold_ms[h]
+            j = e + 1 + np.searchsorted(ts[e + 1:end], target)
+            if j < end:
+                hold_ts[h, i] = ts[j]
+                hold_px[h, i] = close[j]
+            # The longest hold (last) bounds the scan; its own candle may
+            # still hit TP or SL first, so it is scanned too.
+            stop = j + 1 if j < end else end
+        k = 0
+        m = 0
+        tp_next = entry_px * tp_levels[0] if n_tp > 0 else np.inf
+        sl_next = entry_px * sl_levels[0] if n_sl > 0 else -np.inf
+        for j in range(e + 1, stop):
+            if high[j] >= tp_next:
+                while k < n_tp and high[j] >= entry_px * tp_levels[k]:
+                    tp_ts[k, i] = ts[j]
+                    k += 1
+                tp_next = entry_px * tp_levels[k] if k < n_tp else np.inf
+            if low[j] <= sl_next:
+                while m < n_sl and low[j] <= entry_px * sl_levels[m]:
+                    sl_ts[m, i] = ts[j]
+                    m += 1
+                sl_next = entry_px * sl_levels[m] if m < n_sl else -np.inf
+            if k == n_tp or m == n_sl:
+                break
+    return tp_ts, sl_ts, hold_ts, hold_px
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _resolve_exit_nb(tp_t, sl_t, hold_t, hold_close, eod_t, eod_close,
+                     entry_px, tp_mult, sl_mult, sl_first):
+    """(exit time, exit price, reason) from the three first-hit times.
+
+    On the same candle TP beats time and SL beats time (the time rule is
+    checked last); TP against SL follows the intrabar rule.
+    """
+    t = min(tp_t, sl_t, hold_t)
+    if t == NO_HIT:
+        return eod_t, eod_close, END_OF_DATA
+    if sl_first:
+        if sl_t == t:
+            return t, entry_px * sl_mult, STOP_LOSS
+        if tp_t == t:
+            return t, entry_px * tp_mult, TAKE_PROFIT
+    else:
+        if tp_t == t:
+            return t, entry_px * tp_mult, TAKE_PROFIT
+        if sl_t == t:
+            return t, entry_px * sl_mult, STOP_LOSS
+    return t, hold_close, TIME_EXIT
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _heap_less_nb(exit_ts, order, a, b):
+    return exit_ts[a] < exit_ts[b] or (exit_ts[a] == exit_ts[b] and order[a] < order[b])
+
+
+@nb.njit(cache=True, nogil=True)
+def _heap_swap_nb(exit_ts, order, size, pnl, a, b):
+    exit_ts[a], exit_ts[b] = exit_ts[b], exit_ts[a]
+    order[a], order[b] = order[b], order[a]
+    size[a], size[b] = size[b], size[a]
+    pnl[a], pnl[b] = pnl[b], pnl[a]
+
+
+@nb.njit(cache=True, nogil=True)
+def _heap_push_nb(exit_ts, order, size, pnl, count, t, o, s, p):
+    """Push an open position; the heap is ordered by (exit time, opening order)."""
+    i = count
+    exit_ts[i], order[i], size[i], pnl[i] = t, o, s, p
+    while i > 0:
+        parent = (i - 1) // 2
+        if not _heap_less_nb(exit_ts, order, i, parent):
+            break
+        _heap_swap_nb(exit_ts, order, size, pnl, i, parent)
+        i = parent
+    return count + 1
+
+
+@nb.njit(cache=True, nogil=True)
+def _heap_pop_nb(exit_ts, order, size, pnl, count):
+    """Remove the root (moved to slot ``count - 1``); returns the new count."""
+    last = count - 1
+    _heap_swap_nb(exit_ts, order, size, pnl, 0, last)
+    i = 0
+    while True:
+        left = 2 * i + 1
+        if left >= last:
+            break
+        child = left
+        if left + 1 < last and _heap_less_nb(exit_ts, order, left + 1, left):
+            child = left + 1
+        if not _heap_less_nb(exit_ts, order, child, i):
+            break
+        _heap_swap_nb(exit_ts, order, size, pnl, i, child)
+        i = child
+    return last

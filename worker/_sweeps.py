@@ -1,0 +1,228 @@
+"""Numba sweeps: one run of the calls per grid point, on precomputed exits.
+
+Inputs are the outputs of ``exit_levels_nb`` plus per-call arrays, all in
+*sweep order* (calls sorted by ``(ts_ms, position in the request)``). A run
+touches only the calls listed in ``sel[group_offsets[g]:group_offsets[g+1]]``,
+so per-caller optimization is one kernel call over (group, grid point) pairs.
+
+``cfg`` packs the simulator config as float64, in the order of ``CFG_FIELDS``.
+Kernels take and return only arrays and scalars; see ``_engine.py`` for the
+wrappers. References: ``tests.reference.simulator.simulate_capital`` and
+``simulate_per_trade``.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from ._kernels import (
+    BELOW_MIN_SIZE, CAPITAL_METRICS, ENTERED, MAX_POSITIONS, NO_ENTRY,
+    PER_TRADE_METRICS, _heap_pop_nb, _heap_push_nb, _resolve_exit_nb,
+)
+
+CFG_FIELDS = (
+    "initial_capital", "max_allocation_pct", "max_risk_per_trade",
+    "max_concurrent_positions", "min_executable_size", "taker_fee_bps",
+    "slippage_bps",
+)
+_N_METRICS = len(CAPITAL_METRICS)
+assert _N_METRICS == len(PER_TRADE_METRICS)  # one metric matrix serves both modes
+
+
+@nb.njit(cache=True, nogil=True)
+def capital_run_nb(calls, sel, tp_ts, sl_ts, hold_ts, hold_px, tp_mult, sl_mult,
+                   cfg, sl_first, metrics, exits, skipped, rec):
+    """One capital-mode run (SPEC 2) over the calls ``sel``.
+
+    ``calls`` rows: alert ts, entry px (0 = no entry), entry ts, end-of-data
+    ts, end-of-data close (as float64; times are exact below 2**53). Writes
+    ``metrics`` (CAPITAL_METRICS order), ``exits`` and ``skipped`` counts.
+    ``rec`` is ``(n_sel, 6)`` to record each call's outcome (status, size,
+    pnl, exit ts, exit px, exit reason) or ``(0, 6)`` to skip recording.
+    """
+    initial, alloc_pct, max_risk = cfg[0], cfg[1], cfg[2]
+    max_open, min_size = int(cfg[3]), cfg[4]
+    cost_bps = cfg[5] + cfg[6]
+    n = sel.shape[0]
+    cap = max(1, min(max_open, n))
+    h_ts = np.empty(cap, np.int64)
+    h_order = np.empty(cap, np.int64)
+    h_size = np.empty(cap, np.float64)
+    h_pnl = np.empty(cap, np.float64)
+    n_open = 0
+    free = initial
+    open_sum = 0.0
+    peak = initial
+    max_dd = 0.0
+    trades = 0
+    wins = 0
+    pos_sum = 0.0
+    neg_sum = 0.0
+    fees = 0.0
+    hold_min = 0.0
+    risk_cap = max_risk / (1.0 - sl_mult)
+    record = rec.shape[0] > 0
+    for r in range(n + 1):
+        last = r == n
+        t = 0 if last else np.int64(calls[0, sel[r]])
+        # Close what has exited by now (everything after the last call), in
+        # (exit time, opening order); equity is marked after every close.
+        while n_open > 0 and (last or h_ts[0] <= t):
+            n_open = _heap_pop_nb(h_ts, h_order, h_size, h_pnl, n_open)
+            free += h_size[n_open] + h_pnl[n_open]
+            open_sum = open_sum - h_size[n_open] if n_open > 0 else 0.0
+            equity = free + open_sum
+            peak = max(peak, equity)
+            max_dd = max(max_dd, (peak - equity) / peak)
+        if last:
+            break
+        i = sel[r]
+        if n_open >= max_open:
+            skipped[MAX_POSITIONS] += 1
+            if record:
+                rec[r, 0] = MAX_POSITIONS
+            continue
+        entry_px = calls[1, i]
+        if not entry_px > 0.0:
+            skipped[NO_ENTRY] += 1
+            if record:
+                rec[r, 0] = NO_ENTRY
+            continue
+        size = min(risk_cap, alloc_pct * free, free)
+        if size < min_size:
+            skipped[BELOW_MIN_SIZE] += 1
+            if record:
+                rec[r, 0] = BELOW_MIN_SIZE
+            continue
+        free -= size
+        open_sum += size
+        exit_t, exit_px, reason = _resolve_exit_nb(
+            tp_ts[i], sl_ts[i], hold_ts[i], hold_px[i],
+            np.int64(calls[3, i]), calls[4, i], entry_px, tp_mult, sl_mult, sl_first)
+        fee = size * cost_bps / 10_000 * 2
+        pnl = size * (exit_px / entry_px - 1) - fee
+        exits[reason] += 1
+        if pnl > 0:
+            wins += 1
+            pos_sum += pnl
+        else:
+            neg_sum += pnl
+        fees += fee
+        hold_min += (exit_t - np.int64(calls[2, i])) / 60_000.0
+        n_open = _heap_push_nb(h_ts, h_order, h_size, h_pnl, n_open, exit_t, trades, size, pnl)
+        trades += 1
+        if record:
+            rec[r, 0] = ENTERED
+            rec[r, 1] = size
+            rec[r, 2] = pnl
+            rec[r, 3] = exit_t
+            rec[r, 4] = exit_px
+            rec[r, 5] = reason
+    metrics[0] = free
+    metrics[1] = free / initial - 1
+    metrics[2] = trades
+    metrics[3] = wins
+    metrics[4] = trades - wins
+    metrics[5] = wins / trades if trades > 0 else 0.0
+    metrics[6] = skipped.sum()
+    metrics[7] = fees
+    metrics[8] = pos_sum / -neg_sum if neg_sum != 0.0 else np.nan
+    metrics[9] = max_dd
+    metrics[10] = hold_min / trades if trades > 0 else 0.0
+
+
+@nb.njit(cache=True, nogil=True)
+def per_trade_run_nb(calls, sel, tp_ts, sl_ts, hold_ts, hold_px, tp_mult, sl_mult,
+                     cfg, sl_first, metrics, exits, skipped, rec):
+    """One per-trade-mode run (SPEC 3): every call with an entry, notional 1.
+
+    Same arguments as ``capital_run_nb``; ``rec`` size column is 1 and its
+    pnl column is the trade's return.
+    """
+    cost = (cfg[5] + cfg[6]) / 10_000 * 2
+    risk = 1.0 - sl_mult
+    n = sel.shape[0]
+    rets = np.empty(n, np.float64)
+    trades = 0
+    wins = 0
+    pos_sum = 0.0
+    neg_sum = 0.0
+    total_r = 0.0
+    hold_min = 0.0
+    record = rec.shape[0] > 0
+    for r in range(n):
+        i = sel[r]
+        entry_px = calls[1, i]
+        if not entry_px > 0.0:
+            skipped[NO_ENTRY] += 1
+            if record:
+                rec[r, 0] = NO_ENTRY
+            continue
+        exit_t, exit_px, reason = _resolve_exit_nb(
+            tp_ts[i], sl_ts[i], hold_ts[i], hold_px[i],
+            np.int64(calls[3, i]), calls[4, i], entry_px, tp_mult, sl_mult, sl_first)
+        ret = exit_px / entry_px - 1 - cost
+        rets[trades] = ret
+        trades += 1
+        exits[reason] += 1
+        if ret > 0:
+            wins += 1
+            pos_sum += ret
+        else:
+            neg_sum += ret
+        total_r += ret / risk
+        hold_min += (exit_t - np.int64(calls[2, i])) / 60_000.0
+        if record:
+            rec[r, 0] = ENTERED
+            rec[r, 1] = 1.0
+            rec[r, 2] = ret
+            rec[r, 3] = exit_t
+            rec[r, 4] = exit_px
+            rec[r, 5] = reason
+    total = 0.0
+    for k in range(trades):
+        total += rets[k]
+    metrics[0] = trades
+    metrics[1] = wins
+    metrics[2] = trades - wins
+    metrics[3] = wins / trades if trades > 0 else 0.0
+    metrics[4] = total / trades if trades > 0 else 0.0
+    metrics[5] = np.median(rets[:trades]) if trades > 0 else 0.0
+    metrics[6] = total
+    metrics[7] = pos_sum / -neg_sum if neg_sum != 0.0 else np.nan
+    metrics[8] = total_r / trades if trades > 0 else 0.0
+    metrics[9] = total_r
+    metrics[10] = hold_min / trades if trades > 0 else 0.0
+
+
+@nb.njit(cache=True, parallel=True)
+def grid_nb(calls, sel, group_offsets, tp_ts, sl_ts, hold_ts, hold_px,
+            point_levels, tp_levels, sl_levels, cfg, sl_first, per_trade):
+    """Runs for every (group, grid point): metrics ``[G, P, 11]`` (the mode's
+    metric order), exit counts ``[G, P, 4]``, skip counts ``[G, P, 3]``.
+
+    ``point_levels[p]`` = (tp level, sl level, hold level) indices into the
+    level arrays. Work is split across threads by (group, point) pairs, so
+    many small callers parallelize as well as one large grid. Reference:
+    ``tests.reference.optimizer.optimize``.
+    """
+    n_groups = group_offsets.shape[0] - 1
+    n_points = point_levels.shape[0]
+    metrics = np.empty((n_groups, n_points, _N_METRICS), np.float64)
+    exits = np.zeros((n_groups, n_points, 4), np.int64)
+    skipped = np.zeros((n_groups, n_points, 3), np.int64)
+    no_rec = np.empty((0, 6), np.float64)
+    for gp in nb.prange(n_groups * n_points):
+        g, p = gp // n_points, gp % n_points
+        k, m, h = point_levels[p, 0], point_levels[p, 1], point_levels[p, 2]
+        rows = sel[group_offsets[g]:group_offsets[g + 1]]
+        if per_trade:
+            per_trade_run_nb(calls, rows, tp_ts[k], sl_ts[m], hold_ts[h], hold_px[h],
+                             tp_levels[k], sl_levels[m], cfg, sl_first,
+                             metrics[g, p], exits[g, p], skipped[g, p], no_rec)
+        else:
+            capital_run_nb(calls, rows, tp_ts[k], sl_ts[m], hold_ts[h], hold_px[h],
+                           tp_levels[k], sl_levels[m], cfg, sl_first,
+                           metrics[g, p], exits[g, p], skipped[g, p], no_rec)
+    return metrics, exits, skipped

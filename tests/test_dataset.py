@@ -484,6 +484,22 @@ def test_file_errors_name_file_and_column(tmp_path, ext):
     assert info.value.path == "$.candles_path"
 
 
+def test_mint_column_needed_for_mint_series(tmp_path):
+    p = str(tmp_path / "calls.csv")
+    pacsv.write_csv(pa.table({"id": ["a"], "caller": ["x"], "ts_ms": [0]}), p)
+    with pytest.raises(InvalidParams) as info:
+        dataset_from_files(p, p, series_key="mint")
+    assert info.value.path == "$.calls_path" and "'mint'" in info.value.message
+
+
+def test_calls_file_rows_are_named(tmp_path):
+    calls = [{"id": "a", "caller": "x", "ts_ms": 0}, {"id": "a", "caller": "y", "ts_ms": 1}]
+    calls_path, candles_path = write_files(calls, {}, tmp_path, ".csv")
+    with pytest.raises(InvalidDataset) as info:
+        dataset_from_files(calls_path, candles_path)
+    assert "calls.csv row 0" in info.value.message and "calls.csv row 1" in info.value.message
+
+
 def test_unknown_extension(tmp_path):
     p = tmp_path / "calls.txt"
     p.write_text("id,caller,ts_ms\n")

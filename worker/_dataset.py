@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from worker._errors import InvalidDataset, InvalidParams
+from worker._errors import InternalError, InvalidDataset, InvalidParams
 
 __all__ = [
     "SERIES_KEYS", "BAD_SERIES_MODES", "KeyColumn", "CandleColumns",
@@ -36,6 +36,7 @@ __all__ = [
 SERIES_KEYS = ("call_id", "mint")
 BAD_SERIES_MODES = ("error", "drop")
 _PRICE_NAMES = ("open", "high", "low", "close")
+_COLUMNS = ("ts_ms", *_PRICE_NAMES, "volume")
 _DROPPED_SHOWN = 20  # SPEC 1: the answer lists the first 20 dropped keys
 
 
@@ -138,10 +139,23 @@ class CandleColumns:
 
     def take(self, rows: np.ndarray) -> None:
         """Keep ``rows`` in that order, one column at a time (low peak memory)."""
-        for name in ("ts_ms", *_PRICE_NAMES, "volume"):
+        for name in _COLUMNS:
             col = getattr(self, name)
             if col is not None:
                 setattr(self, name, col[rows])
+
+    def normalize(self) -> None:
+        """int64/float64, contiguous (no copy when already so), equal lengths."""
+        n = np.shape(self.ts_ms)[0]
+        for name in _COLUMNS:
+            col = getattr(self, name)
+            if col is None:
+                continue
+            col = np.ascontiguousarray(col, np.int64 if name == "ts_ms" else np.float64)
+            if col.ndim != 1 or col.shape[0] != n:
+                raise InternalError(f"candle column {name} has shape {col.shape}, "
+                                    f"ts_ms has {n} rows")
+            setattr(self, name, col)
 
 
 def check_options(series_key: Any, on_bad_series: Any) -> None:
@@ -176,22 +190,26 @@ def build_dataset(
     ``calls_where`` names call ``i`` in messages (``calls[3]``, ``x.csv row 3``).
     """
     check_options(series_key, on_bad_series)
-    caller_names, call_caller = _check_calls(
-        call_ids, call_callers, call_mints, calls_where)
+    ts = np.asarray(call_ts_ms, dtype=np.int64)
+    if not len(call_ids) == len(call_callers) == len(call_mints) == ts.shape[0]:
+        raise InternalError("call columns differ in length")
+    caller_names, call_caller = _check_calls(call_ids, call_callers, calls_where)
+    candles.normalize()
     lookup = call_ids if series_key == "call_id" else call_mints
     # An empty mint names no token, so it matches no series.
     referenced = set(lookup) - {""}
     series_keys, offsets = _group_series(candles, referenced)
-    if not candles_sorted:
+    ts_ok = _ts_increasing(candles.ts_ms, offsets)
+    if not ts_ok and not candles_sorted:
         _sort_by_time(candles, offsets)
+        ts_ok = _ts_increasing(candles.ts_ms, offsets)
     bad_series = _bad_series(candles, offsets, series_keys, series_key,
-                             raise_first=on_bad_series == "error")
+                             ts_ok=ts_ok, raise_first=on_bad_series == "error")
     dropped: tuple[str, ...] = ()
     if bad_series.size:
         dropped = tuple(series_keys[s] for s in bad_series)
         series_keys, offsets = _drop_series(candles, offsets, series_keys,
                                             bad_series)
-    ts = np.asarray(call_ts_ms, dtype=np.int64)
     call_series, entry_idx, series_end = _link_calls(
         lookup, ts, series_keys, offsets, candles.ts_ms)
     n = candles.ts_ms.shape[0]
@@ -227,12 +245,9 @@ def _frozen(a: np.ndarray, dtype: type) -> np.ndarray:
     return a
 
 
-def _check_calls(ids: Sequence[str], callers: Sequence[str],
-                 mints: Sequence[str], where: str,
+def _check_calls(ids: Sequence[str], callers: Sequence[str], where: str,
                  ) -> tuple[tuple[str, ...], np.ndarray]:
     """Call rules of SPEC 1; returns callers in order of first appearance."""
-    if not len(ids) == len(callers) == len(mints):
-        raise InvalidParams("calls columns differ in length", path="$.calls")
     first_pos: dict[str, int] = {}
     caller_code: dict[str, int] = {}
     codes = np.empty(len(ids), dtype=np.int32)
@@ -282,9 +297,9 @@ def _group_series(cols: CandleColumns, referenced: set[str],
     Returns the series keys (first-appearance order) and the offsets.
     """
     keys = cols.keys
-    if keys is None:
-        raise InvalidParams("candle keys were already consumed", path="$")
     n = cols.ts_ms.shape[0]
+    if keys is None or sum(c.shape[0] for c, _ in keys.chunks) != n:
+        raise InternalError("candle keys missing or not one per candle row")
     start, code = _key_runs(keys)
     length = np.diff(np.append(start, n))
     wanted = np.fromiter((k in referenced for k in keys.names), dtype=bool,
@@ -314,44 +329,42 @@ def _block_rows(src_start: np.ndarray, length: np.ndarray) -> np.ndarray:
     return np.arange(shift.shape[0], dtype=np.int64) + shift
 
 
-def _sort_by_time(cols: CandleColumns, offsets: np.ndarray) -> None:
-    """Sort each series by ts, stably; skipped when already in order."""
-    ts = cols.ts_ms
+def _ts_increasing(ts: np.ndarray, offsets: np.ndarray) -> bool:
+    """Whether every series has strictly increasing timestamps."""
     if ts.shape[0] < 2:
-        return
-    back = ts[1:] < ts[:-1]
-    back[offsets[1:-1] - 1] = False  # pairs that straddle two series
-    if not back.any():
-        return
-    series = np.repeat(np.arange(offsets.shape[0] - 1), np.diff(offsets))
-    cols.take(np.lexsort((ts, series)))
-
-
-def _all_valid(cols: CandleColumns, offsets: np.ndarray) -> bool:
-    """Fast whole-array test of every series rule, no per-candle temporaries
-    beyond two boolean masks. NaN propagates through min/max, so
-    ``min > 0 and max < inf`` is exactly "all finite and > 0"."""
-    ts = cols.ts_ms
-    if ts.shape[0] == 0:
         return True
     up = ts[1:] > ts[:-1]
-    up[offsets[1:-1] - 1] = True
-    if not up.all():
-        return False
-    for name in _PRICE_NAMES:
-        col = getattr(cols, name)
-        if not (col.min() > 0 and col.max() < np.inf):
-            return False
-    return bool(np.less_equal(cols.low, cols.high).all())
+    up[offsets[1:-1] - 1] = True  # pairs that straddle two series
+    return bool(up.all())
+
+
+def _sort_by_time(cols: CandleColumns, offsets: np.ndarray) -> None:
+    """Sort each series by ts, stably (equal ts keep their file order)."""
+    series = np.repeat(np.arange(offsets.shape[0] - 1), np.diff(offsets))
+    cols.take(np.lexsort((cols.ts_ms, series)))
+
+
+def _prices_valid(cols: CandleColumns) -> bool:
+    """Whole-array price test by reductions, with no per-candle temporaries
+    but one boolean mask. NaN propagates through min/max, so ``min > 0 and
+    max < inf`` means "all finite and > 0"; for high and low half of that
+    follows from ``low <= high``, which NaN also fails."""
+    if cols.low.shape[0] == 0:
+        return True
+    o, h, lo, c = cols.open, cols.high, cols.low, cols.close
+    return bool(lo.min() > 0 and h.max() < np.inf
+                and o.min() > 0 and o.max() < np.inf
+                and c.min() > 0 and c.max() < np.inf
+                and np.less_equal(lo, h).all())
 
 
 def _bad_series(cols: CandleColumns, offsets: np.ndarray,
-                series_keys: list[str], series_key: str, *,
+                series_keys: list[str], series_key: str, *, ts_ok: bool,
                 raise_first: bool) -> np.ndarray:
     """Indices of series that break a rule; raises for the first one instead
     when ``raise_first``. The rule of a bad candle is checked in the order
     time, price, low <= high."""
-    if _all_valid(cols, offsets):
+    if ts_ok and _prices_valid(cols):
         return np.zeros(0, dtype=np.int64)
     ts, n = cols.ts_ms, cols.ts_ms.shape[0]
     bad_ts = np.zeros(n, dtype=bool)

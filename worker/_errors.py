@@ -47,7 +47,7 @@ class MethodNotFound(WorkerError):
     code = -32601
 
 
-class InvalidParams(WorkerError):
+class InvalidParams(WorkerError, ValueError):
     """Bad parameters; ``path`` is the JSON path of the offending field."""
 
     code = -32602

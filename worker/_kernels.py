@@ -42,7 +42,7 @@ PER_TRADE_METRICS = (
     "total_return", "profit_factor", "avg_r", "total_r", "avg_hold_min",
 )
 
-_MS_PER_MIN = 60_000.0
+_BLOCK = 32  # candles tested at once for "could a level be reached here?"
 
 
 @nb.njit(cache=True, nogil=True, parallel=True)
@@ -83,24 +83,58 @@ def exit_levels_nb(ts, high, low, close, entry_idx, series_end,
             # The longest hold (last) bounds the scan; its own candle may
             # still hit TP or SL first, so it is scanned too.
             stop = j + 1 if j < end else end
-        k = 0
-        m = 0
-        tp_next = entry_px * tp_levels[0] if n_tp > 0 else np.inf
-        sl_next = entry_px * sl_levels[0] if n_sl > 0 else -np.inf
-        for j in range(e + 1, stop):
-            if high[j] >= tp_next:
-                while k < n_tp and high[j] >= entry_px * tp_levels[k]:
-                    tp_ts[k, i] = ts[j]
-                    k += 1
-                tp_next = entry_px * tp_levels[k] if k < n_tp else np.inf
-            if low[j] <= sl_next:
-                while m < n_sl and low[j] <= entry_px * sl_levels[m]:
-                    sl_ts[m, i] = ts[j]
-                    m += 1
-                sl_next = entry_px * sl_levels[m] if m < n_sl else -np.inf
-            if k == n_tp or m == n_sl:
-                break
+        _scan_levels_nb(ts, high, low, e + 1, stop, entry_px, tp_levels, sl_levels,
+                        tp_ts[:, i], sl_ts[:, i])
     return tp_ts, sl_ts, hold_ts, hold_px
+
+
+# Reassociation lets LLVM vectorize the max/min reduction; prices are
+# validated finite and positive, so "no NaN" holds. Kept to this helper so no
+# other comparison (the inf sentinels) is compiled under fast-math.
+@nb.njit(cache=True, nogil=True,
+         fastmath={"nnan", "nsz", "reassoc", "arcp", "contract"})
+def _block_extremes_nb(high, low, start, stop):
+    block_high = high[start]
+    block_low = low[start]
+    for q in range(start + 1, stop):
+        block_high = max(block_high, high[q])
+        block_low = min(block_low, low[q])
+    return block_high, block_low
+
+
+@nb.njit(cache=True, nogil=True)
+def _scan_levels_nb(ts, high, low, start, stop, entry_px, tp_levels, sl_levels, tp_out, sl_out):
+    """First-hit times of the TP and SL levels among candles ``start:stop``.
+
+    Candles go by in blocks of ``_BLOCK``: the block's highest high and lowest
+    low (a SIMD reduction) tell whether any candle in it could reach the next
+    level, and only such a block is walked candle by candle. Stops as soon as every
+    level of either side is hit: no grid point can exit later than that.
+    """
+    n_tp, n_sl = tp_levels.shape[0], sl_levels.shape[0]
+    k = 0
+    m = 0
+    tp_next = entry_px * tp_levels[0]
+    sl_next = entry_px * sl_levels[0]
+    j = start
+    while j < stop:
+        block_end = min(j + _BLOCK, stop)
+        block_high, block_low = _block_extremes_nb(high, low, j, block_end)
+        if block_high >= tp_next or block_low <= sl_next:
+            for q in range(j, block_end):
+                if high[q] >= tp_next:
+                    while k < n_tp and high[q] >= entry_px * tp_levels[k]:
+                        tp_out[k] = ts[q]
+                        k += 1
+                    tp_next = entry_px * tp_levels[k] if k < n_tp else np.inf
+                if low[q] <= sl_next:
+                    while m < n_sl and low[q] <= entry_px * sl_levels[m]:
+                        sl_out[m] = ts[q]
+                        m += 1
+                    sl_next = entry_px * sl_levels[m] if m < n_sl else -np.inf
+                if k == n_tp or m == n_sl:
+                    return
+        j = block_end
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -127,48 +161,50 @@ def _resolve_exit_nb(tp_t, sl_t, hold_t, hold_close, eod_t, eod_close,
     return t, hold_close, TIME_EXIT
 
 
+# The open positions: a binary min-heap of slot ids ordered by (exit time,
+# opening order). ``heap`` is always a permutation of the slots: ``heap[:count]``
+# is the heap, the rest are free slots, so a push reuses the slot a pop freed
+# and a sift moves one small integer instead of four fields.
+
+
 @nb.njit(cache=True, nogil=True, inline="always")
-def _heap_less_nb(exit_ts, order, a, b):
+def _before_nb(exit_ts, order, a, b):
     return exit_ts[a] < exit_ts[b] or (exit_ts[a] == exit_ts[b] and order[a] < order[b])
 
 
-@nb.njit(cache=True, nogil=True)
-def _heap_swap_nb(exit_ts, order, size, pnl, a, b):
-    exit_ts[a], exit_ts[b] = exit_ts[b], exit_ts[a]
-    order[a], order[b] = order[b], order[a]
-    size[a], size[b] = size[b], size[a]
-    pnl[a], pnl[b] = pnl[b], pnl[a]
-
-
-@nb.njit(cache=True, nogil=True)
-def _heap_push_nb(exit_ts, order, size, pnl, count, t, o, s, p):
-    """Push an open position; the heap is ordered by (exit time, opening order)."""
+@nb.njit(cache=True, nogil=True, inline="always")
+def heap_push_nb(heap, exit_ts, order, count):
+    """Sift up the slot ``heap[count]`` (its fields already written)."""
     i = count
-    exit_ts[i], order[i], size[i], pnl[i] = t, o, s, p
+    slot = heap[i]
     while i > 0:
         parent = (i - 1) // 2
-        if not _heap_less_nb(exit_ts, order, i, parent):
+        if not _before_nb(exit_ts, order, slot, heap[parent]):
             break
-        _heap_swap_nb(exit_ts, order, size, pnl, i, parent)
+        heap[i] = heap[parent]
         i = parent
+    heap[i] = slot
     return count + 1
 
 
-@nb.njit(cache=True, nogil=True)
-def _heap_pop_nb(exit_ts, order, size, pnl, count):
-    """Remove the root (moved to slot ``count - 1``); returns the new count."""
+@nb.njit(cache=True, nogil=True, inline="always")
+def heap_pop_nb(heap, exit_ts, order, count):
+    """Remove the root; it ends at ``heap[count - 1]``. Returns the new count."""
     last = count - 1
-    _heap_swap_nb(exit_ts, order, size, pnl, 0, last)
+    root = heap[0]
+    slot = heap[last]
+    heap[last] = root
     i = 0
     while True:
-        left = 2 * i + 1
-        if left >= last:
+        child = 2 * i + 1
+        if child >= last:
             break
-        child = left
-        if left + 1 < last and _heap_less_nb(exit_ts, order, left + 1, left):
-            child = left + 1
-        if not _heap_less_nb(exit_ts, order, child, i):
+        if child + 1 < last and _before_nb(exit_ts, order, heap[child + 1], heap[child]):
+            child += 1
+        if not _before_nb(exit_ts, order, heap[child], slot):
             break
-        _heap_swap_nb(exit_ts, order, size, pnl, i, child)
+        heap[i] = heap[child]
         i = child
+    if last > 0:
+        heap[i] = slot
     return last

@@ -295,7 +295,12 @@ def dataset_from_files(calls_path: str, candles_path: str, *,
         candles=_candles_from_file(_Src(candles_path, "$.candles_path")),
         series_key=series_key, on_bad_series=on_bad_series,
         candles_sorted=False,
-        calls_where=f"{os.path.basename(str(calls_path))} row {{}}")
+        calls_where=_brace_safe(os.path.basename(str(calls_path))) + " row {}")
+
+
+def _brace_safe(text: str) -> str:
+    """``text`` as a literal inside a str.format template."""
+    return text.replace("{", "{{").replace("}", "}}")
 
 
 _CALL_TYPES = {"id": pa.string(), "caller": pa.string(), "mint": pa.string(),
@@ -331,8 +336,9 @@ def _read_table(src: _Src, required: tuple[str, ...],
             names = pq.read_schema(src.path).names
             cols = _columns(names, required, optional, src)
             # ParquetFile.read (unlike read_table) yields one chunk per
-            # primitive column, so to_numpy() below is zero-copy.
-            with pq.ParquetFile(src.path, memory_map=True,
+            # primitive column, so to_numpy() below is zero-copy. No
+            # pre-buffering: it would hold whole column chunks a second time.
+            with pq.ParquetFile(src.path, memory_map=True, pre_buffer=False,
                                 read_dictionary=[c for c in cols if c == "key"]) as pf:
                 return pf.read(columns=cols, use_threads=True)
         if ext == ".csv":
@@ -456,4 +462,10 @@ def write_dataset_files(ds: Dataset, calls_path: str, candles_path: str) -> None
                 table = table.set_column(0, "key", table.column("key").cast(pa.string()))
             pacsv.write_csv(table, path)
         else:
-            pq.write_table(table, path)
+            # Tuned for reading: only keys get a dictionary (float columns
+            # would fall back to plain anyway after paying for the attempt),
+            # times delta-packed, and no compression, which random-looking
+            # prices would not repay at read time.
+            pq.write_table(table, path, use_dictionary=["key"],
+                           compression="none",
+                           column_encoding={"ts_ms": "DELTA_BINARY_PACKED"})

@@ -18,7 +18,7 @@ import numpy as np
 
 from ._kernels import (
     BELOW_MIN_SIZE, CAPITAL_METRICS, ENTERED, MAX_POSITIONS, NO_ENTRY,
-    PER_TRADE_METRICS, _heap_pop_nb, _heap_push_nb, _resolve_exit_nb,
+    PER_TRADE_METRICS, _resolve_exit_nb, heap_pop_nb, heap_push_nb,
 )
 
 CFG_FIELDS = (
@@ -28,6 +28,20 @@ CFG_FIELDS = (
 )
 _N_METRICS = len(CAPITAL_METRICS)
 assert _N_METRICS == len(PER_TRADE_METRICS)  # one metric matrix serves both modes
+
+
+@nb.njit(cache=True, nogil=True)
+def _first_row_at_or_after_nb(call_ts, sel, lo, hi, t):
+    """First ``r`` in ``[lo, hi)`` with ``call_ts[sel[r]] >= t`` (else ``hi``);
+    alert times are non-decreasing along ``sel``."""
+    target = np.float64(t)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if call_ts[sel[mid]] < target:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
 
 
 @nb.njit(cache=True, nogil=True)
@@ -46,6 +60,7 @@ def capital_run_nb(calls, sel, tp_ts, sl_ts, hold_ts, hold_px, tp_mult, sl_mult,
     cost_bps = cfg[5] + cfg[6]
     n = sel.shape[0]
     cap = max(1, min(max_open, n))
+    heap = np.arange(cap)
     h_ts = np.empty(cap, np.int64)
     h_order = np.empty(cap, np.int64)
     h_size = np.empty(cap, np.float64)
@@ -63,15 +78,17 @@ def capital_run_nb(calls, sel, tp_ts, sl_ts, hold_ts, hold_px, tp_mult, sl_mult,
     hold_min = 0.0
     risk_cap = max_risk / (1.0 - sl_mult)
     record = rec.shape[0] > 0
-    for r in range(n + 1):
+    r = 0
+    while True:
         last = r == n
         t = 0 if last else np.int64(calls[0, sel[r]])
         # Close what has exited by now (everything after the last call), in
         # (exit time, opening order); equity is marked after every close.
-        while n_open > 0 and (last or h_ts[0] <= t):
-            n_open = _heap_pop_nb(h_ts, h_order, h_size, h_pnl, n_open)
-            free += h_size[n_open] + h_pnl[n_open]
-            open_sum = open_sum - h_size[n_open] if n_open > 0 else 0.0
+        while n_open > 0 and (last or h_ts[heap[0]] <= t):
+            n_open = heap_pop_nb(heap, h_ts, h_order, n_open)
+            slot = heap[n_open]
+            free += h_size[slot] + h_pnl[slot]
+            open_sum = open_sum - h_size[slot] if n_open > 0 else 0.0
             equity = free + open_sum
             peak = max(peak, equity)
             max_dd = max(max_dd, (peak - equity) / peak)
@@ -79,21 +96,27 @@ def capital_run_nb(calls, sel, tp_ts, sl_ts, hold_ts, hold_px, tp_mult, sl_mult,
             break
         i = sel[r]
         if n_open >= max_open:
-            skipped[MAX_POSITIONS] += 1
+            # Saturated until the next exit: every call before it is skipped,
+            # so jump there instead of visiting each one.
+            nxt = _first_row_at_or_after_nb(calls[0], sel, r, n, h_ts[heap[0]])
+            skipped[MAX_POSITIONS] += nxt - r
             if record:
-                rec[r, 0] = MAX_POSITIONS
+                rec[r:nxt, 0] = MAX_POSITIONS
+            r = nxt
             continue
         entry_px = calls[1, i]
         if not entry_px > 0.0:
             skipped[NO_ENTRY] += 1
             if record:
                 rec[r, 0] = NO_ENTRY
+            r += 1
             continue
         size = min(risk_cap, alloc_pct * free, free)
         if size < min_size:
             skipped[BELOW_MIN_SIZE] += 1
             if record:
                 rec[r, 0] = BELOW_MIN_SIZE
+            r += 1
             continue
         free -= size
         open_sum += size
@@ -110,7 +133,9 @@ def capital_run_nb(calls, sel, tp_ts, sl_ts, hold_ts, hold_px, tp_mult, sl_mult,
             neg_sum += pnl
         fees += fee
         hold_min += (exit_t - np.int64(calls[2, i])) / 60_000.0
-        n_open = _heap_push_nb(h_ts, h_order, h_size, h_pnl, n_open, exit_t, trades, size, pnl)
+        slot = heap[n_open]
+        h_ts[slot], h_order[slot], h_size[slot], h_pnl[slot] = exit_t, trades, size, pnl
+        n_open = heap_push_nb(heap, h_ts, h_order, n_open)
         trades += 1
         if record:
             rec[r, 0] = ENTERED
@@ -119,6 +144,7 @@ def capital_run_nb(calls, sel, tp_ts, sl_ts, hold_ts, hold_px, tp_mult, sl_mult,
             rec[r, 3] = exit_t
             rec[r, 4] = exit_px
             rec[r, 5] = reason
+        r += 1
     metrics[0] = free
     metrics[1] = free / initial - 1
     metrics[2] = trades

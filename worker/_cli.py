@@ -54,6 +54,14 @@ def _top_table(top) -> str:
     return "".join(rows)
 
 
+def _warm(args: argparse.Namespace) -> int:
+    from ._warm import warm_kernels
+
+    seconds = warm_kernels()
+    sys.stderr.write(f"kernels ready in {seconds:.1f} s (compiled once, then loaded from the cache)\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="optimizer-worker", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -63,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="one-minute candles per call (default 2880 = 48 h)")
     demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     demo.set_defaults(run=_demo)
+    warm = sub.add_parser("warm", help="compile every kernel into Numba's on-disk cache")
+    warm.set_defaults(run=_warm)
     return parser
 
 

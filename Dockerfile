@@ -1,0 +1,24 @@
+# The worker in a container: installs the package, compiles the Numba kernels
+# into the image at build time, runs as a non-root user.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    NUMBA_CACHE_DIR=/opt/numba-cache
+
+WORKDIR /opt/optimizer-worker
+COPY pyproject.toml README.md ./
+COPY worker ./worker
+COPY protocol ./protocol
+# Compile every kernel into the image: `optimizer-worker warm` runs each once,
+# so a container's first request loads them from the cache instead.
+RUN pip install --no-cache-dir . \
+    && mkdir -p "$NUMBA_CACHE_DIR" \
+    && optimizer-worker warm \
+    && chmod -R a+rX "$NUMBA_CACHE_DIR"
+
+RUN useradd --create-home --uid 10001 worker
+USER worker
+
+ENTRYPOINT ["optimizer-worker"]
+CMD ["demo"]

@@ -17,9 +17,8 @@ from hypothesis import strategies as st
 
 from worker._dataset import Dataset
 from worker._errors import InvalidDataset, InvalidParams
-from worker._loaders import (
-    dataset_from_columnar, dataset_from_files, dataset_from_rows, write_dataset_files,
-)
+from worker._files import dataset_from_files, write_dataset_files
+from worker._loaders import dataset_from_columnar, dataset_from_rows
 
 ARRAYS = ("call_caller", "call_ts_ms", "call_series", "series_offsets", "ts_ms", "open",
           "high", "low", "close", "volume", "call_order", "entry_idx", "series_end")

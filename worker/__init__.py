@@ -10,7 +10,8 @@ from ._errors import (
     CheckpointMismatch, InvalidDataset, InvalidParams, RequestCancelled, ResourceLimit,
     UnknownDataset, WorkerError,
 )
-from ._loaders import dataset_from_columnar, dataset_from_files, dataset_from_rows
+from ._files import dataset_from_files
+from ._loaders import dataset_from_columnar, dataset_from_rows
 from ._optimize import optimize, simulate
 from ._synthetic import synthetic_dataset
 

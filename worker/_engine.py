@@ -102,23 +102,31 @@ def prepare(ds: Dataset, levels: GridLevels, positions: np.ndarray | None = None
     return SweepInput(order, calls, levels, hits)
 
 
-def run_grid(sweep: SweepInput, groups: list[np.ndarray] | None, config: SimulatorConfig,
-             mode: str, points: np.ndarray | None = None):
-    """Metrics ``[G, P, 11]``, exits ``[G, P, 4]``, skips ``[G, P, 3]``.
-
-    ``groups`` are index arrays into the sweep order (ascending); None is one
-    group of every call. ``points`` limits the grid points (rows of
-    ``levels.points``), for chunked work.
-    """
+def group_rows(groups: list[np.ndarray] | None, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(sel, offsets)``: groups of sweep rows, concatenated, for ``grid_nb``.
+    None is one group of every call."""
     if groups is None:
-        groups = [np.arange(sweep.positions.size)]
+        groups = [np.arange(n)]
     sel = np.concatenate(groups).astype(np.int64) if groups else np.zeros(0, np.int64)
     offsets = np.zeros(len(groups) + 1, np.int64)
     np.cumsum([g.size for g in groups], out=offsets[1:])
+    return sel, offsets
+
+
+def run_grid(sweep: SweepInput, groups: list[np.ndarray] | None, config: SimulatorConfig,
+             mode: str, span: tuple[int, int] | None = None):
+    """Metrics ``[W, 11]``, exits ``[W, 4]``, skips ``[W, 3]`` for the work
+    items ``span`` (default: all) of the flat (group, grid point) range.
+
+    ``groups`` are index arrays into the sweep order (ascending); None is one
+    group of every call. Item ``g * n_points + p`` is group ``g``, point ``p``.
+    """
+    sel, offsets = group_rows(groups, sweep.positions.size)
     lv = sweep.levels
-    pts = lv.points if points is None else points
-    return grid_nb(sweep.calls, sel, offsets, *sweep.hits, pts, lv.tp, lv.sl,
-                   config_array(config), config.intrabar == "sl_first", mode == "per_trade")
+    start, stop = span if span is not None else (0, (offsets.size - 1) * lv.n_points)
+    return grid_nb(sweep.calls, sel, offsets, *sweep.hits, lv.points, lv.tp, lv.sl,
+                   config_array(config), config.intrabar == "sl_first", mode == "per_trade",
+                   start, stop)
 
 
 def run_one(sweep: SweepInput, rows: np.ndarray, config: SimulatorConfig, mode: str):

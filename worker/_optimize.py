@@ -21,8 +21,9 @@ from protocol import (
 
 from . import _validate as v
 from ._dataset import Dataset
-from ._engine import GridLevels, grid_levels, prepare, run_grid, run_one, single_levels
+from ._engine import GridLevels, grid_levels, prepare, run_one, single_levels
 from ._errors import InvalidParams
+from ._jobs import Flow, GridJob, run_sync
 from ._kernels import CAPITAL_METRICS, PER_TRADE_METRICS
 from ._metrics import to_metrics, trade_records
 
@@ -107,23 +108,22 @@ def _ranked(study: Study, levels: GridLevels, metrics, exits, skipped, idx: np.n
             for i in idx.tolist()]
 
 
-def _best_of(study: Study, metrics: np.ndarray) -> tuple[np.ndarray, np.ndarray, int | None]:
+def best_of(study: Study, metrics: np.ndarray) -> tuple[np.ndarray, np.ndarray, int | None]:
     feasible = feasible_mask(study, metrics)
     order = rank_order(metrics[:, study.column(study.objective)], feasible, study.minimize)
     best = int(order[0]) if order.size and feasible[order[0]] else None
     return order, feasible, best
 
 
-def optimize(ds: Dataset, grid: Any = None, *, top_k: int = 10, include_all: bool = False,
-             **study_args: Any) -> OptimizeResult:
+def optimize_flow(ds: Dataset, grid: Any = None, *, top_k: int = 10, include_all: bool = False,
+                  **study_args: Any) -> Flow[OptimizeResult]:
     """SPEC 5: evaluate every grid point, rank, and report the best feasible."""
-    if not isinstance(top_k, int) or top_k < 0:
+    if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 0:
         raise InvalidParams("must be a non-negative integer", path="$.top_k")
     study = make_study(ds, grid=grid, **study_args)
     levels = grid_levels(study.grid, study.config)
-    sweep = prepare(ds, levels, study.positions)
-    metrics, exits, skipped = (a[0] for a in run_grid(sweep, None, study.config, study.mode))
-    order, feasible, best = _best_of(study, metrics)
+    metrics, exits, skipped = yield GridJob(levels, study.positions, None, study.config, study.mode)
+    order, feasible, best = best_of(study, metrics)
     ranks = np.empty(order.size, np.int64)
     ranks[order] = np.arange(1, order.size + 1)
     top = order[: min(top_k, int(feasible.sum()))]
@@ -142,6 +142,11 @@ def optimize(ds: Dataset, grid: Any = None, *, top_k: int = 10, include_all: boo
         all_results=(_ranked(study, levels, metrics, exits, skipped, np.arange(order.size),
                              ranks, feasible) if include_all else msgspec.UNSET),
     )
+
+
+def optimize(ds: Dataset, grid: Any = None, **kwargs: Any) -> OptimizeResult:
+    """``optimize_flow`` evaluated in this process."""
+    return run_sync(ds, optimize_flow(ds, grid, **kwargs))
 
 
 def simulate(ds: Dataset, params: Any, *, config: Any = None, mode: Any = None,

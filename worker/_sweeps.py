@@ -222,33 +222,34 @@ def per_trade_run_nb(calls, sel, tp_ts, sl_ts, hold_ts, hold_px, tp_mult, sl_mul
     metrics[10] = hold_min / trades if trades > 0 else 0.0
 
 
-@nb.njit(cache=True, parallel=True)
+@nb.njit(cache=True, nogil=True, parallel=True)
 def grid_nb(calls, sel, group_offsets, tp_ts, sl_ts, hold_ts, hold_px,
-            point_levels, tp_levels, sl_levels, cfg, sl_first, per_trade):
-    """Runs for every (group, grid point): metrics ``[G, P, 11]`` (the mode's
-    metric order), exit counts ``[G, P, 4]``, skip counts ``[G, P, 3]``.
+            point_levels, tp_levels, sl_levels, cfg, sl_first, per_trade, start, stop):
+    """Runs for the (group, grid point) pairs ``start:stop`` of the flat range
+    ``g * n_points + p``: metrics ``[stop - start, 11]`` (the mode's metric
+    order), exit counts ``[.., 4]``, skip counts ``[.., 3]``.
 
     ``point_levels[p]`` = (tp level, sl level, hold level) indices into the
-    level arrays. Work is split across threads by (group, point) pairs, so
-    many small callers parallelize as well as one large grid. Reference:
-    ``tests.reference.optimizer.optimize``.
+    level arrays. A flat range lets any request be cut into chunks of about
+    equal work, and many small callers parallelize as well as one large grid.
+    Reference: ``tests.reference.optimizer.optimize``.
     """
-    n_groups = group_offsets.shape[0] - 1
     n_points = point_levels.shape[0]
-    metrics = np.empty((n_groups, n_points, _N_METRICS), np.float64)
-    exits = np.zeros((n_groups, n_points, 4), np.int64)
-    skipped = np.zeros((n_groups, n_points, 3), np.int64)
+    count = stop - start
+    metrics = np.empty((count, _N_METRICS), np.float64)
+    exits = np.zeros((count, 4), np.int64)
+    skipped = np.zeros((count, 3), np.int64)
     no_rec = np.empty((0, 6), np.float64)
-    for gp in nb.prange(n_groups * n_points):
-        g, p = gp // n_points, gp % n_points
+    for q in nb.prange(count):
+        g, p = (start + q) // n_points, (start + q) % n_points
         k, m, h = point_levels[p, 0], point_levels[p, 1], point_levels[p, 2]
         rows = sel[group_offsets[g]:group_offsets[g + 1]]
         if per_trade:
             per_trade_run_nb(calls, rows, tp_ts[k], sl_ts[m], hold_ts[h], hold_px[h],
                              tp_levels[k], sl_levels[m], cfg, sl_first,
-                             metrics[g, p], exits[g, p], skipped[g, p], no_rec)
+                             metrics[q], exits[q], skipped[q], no_rec)
         else:
             capital_run_nb(calls, rows, tp_ts[k], sl_ts[m], hold_ts[h], hold_px[h],
                            tp_levels[k], sl_levels[m], cfg, sl_first,
-                           metrics[g, p], exits[g, p], skipped[g, p], no_rec)
+                           metrics[q], exits[q], skipped[q], no_rec)
     return metrics, exits, skipped

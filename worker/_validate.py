@@ -86,7 +86,7 @@ def grid(value: Any, path: str = "$.param_grid", max_points: int | None = None) 
                 raise InvalidParams(f"duplicate value {v} (first at index {seen[v]})",
                                     path=f"{path}.{name}[{i}]")
             seen[v] = i
-    n = len(obj.tp_mults) * len(obj.sl_mults) * len(obj.max_hold_hrs or (0,))
+    n = grid_size(obj)
     if max_points is not None and n > max_points:
         raise ResourceLimit(f"grid has {n} points, over the limit of {max_points}",
                             data={"path": path, "points": n, "limit": max_points})
@@ -109,3 +109,8 @@ def objective(value: Any, mode_: str, path: str = "$.objective") -> str:
         raise InvalidParams(f"unknown objective {value!r} for {mode_} mode; one of: {names}",
                             path=path)
     return value
+
+
+def grid_size(g: ParamGrid) -> int:
+    """Grid points; a grid without holds has the config's one."""
+    return len(g.tp_mults) * len(g.sl_mults) * len(g.max_hold_hrs or (0,))

@@ -1,0 +1,80 @@
+"""Grid work as data: a ``GridJob`` says what to evaluate; the flows in
+``_optimize`` and ``_callers`` are generators that *yield* jobs and receive
+their metric arrays back, so the same flow runs in-process (``run_sync``) or
+on the daemon's process pool, cut into chunks (``worker._pool``).
+
+A job's work is a flat range of items ``g * n_points + p`` (caller group
+``g``, grid point ``p``): any contiguous span of it can be evaluated on its
+own, in any process that can see the dataset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+
+from protocol import SimulatorConfig
+
+from ._dataset import Dataset
+from ._engine import GridLevels, SweepInput, prepare, run_grid
+
+R = TypeVar("R")
+Arrays = tuple[np.ndarray, np.ndarray, np.ndarray]  # metrics [W, 11], exits [W, 4], skipped [W, 3]
+Flow = Generator["GridJob", Arrays, R]
+
+
+@dataclass(frozen=True, eq=False)
+class GridJob:
+    """Evaluate ``levels`` over the calls at ``positions`` (request positions),
+    as one group, or one group per caller code in ``group_codes`` (in order)."""
+
+    levels: GridLevels
+    positions: np.ndarray
+    group_codes: np.ndarray | None
+    config: SimulatorConfig
+    mode: str
+
+    @property
+    def n_groups(self) -> int:
+        return 1 if self.group_codes is None else int(self.group_codes.size)
+
+    @property
+    def n_items(self) -> int:
+        return self.n_groups * self.levels.n_points
+
+    @property
+    def n_evaluations(self) -> int:
+        """Call x grid-point evaluations: the size of the work."""
+        return int(self.positions.size) * self.levels.n_points
+
+
+def job_groups(ds: Dataset, job: GridJob, sweep: SweepInput) -> list[np.ndarray] | None:
+    """Sweep rows of each caller group (None: one group of every call)."""
+    if job.group_codes is None:
+        return None
+    codes = ds.call_caller[sweep.positions]
+    return [np.flatnonzero(codes == c) for c in job.group_codes.tolist()]
+
+
+def evaluate(ds: Dataset, job: GridJob, span: tuple[int, int] | None = None,
+             sweep: SweepInput | None = None) -> Arrays:
+    """Metric arrays of the job's items ``span`` (default: all), in this process.
+    ``sweep`` reuses a scan already made for this job."""
+    if sweep is None:
+        sweep = prepare(ds, job.levels, job.positions)
+    return run_grid(sweep, job_groups(ds, job, sweep), job.config, job.mode, span)
+
+
+def run_sync(ds: Dataset, flow: Flow[R]) -> R:
+    """Drive a flow to its result, evaluating every job in this process."""
+    try:
+        job = next(flow)
+        while True:
+            job = flow.send(evaluate(ds, job))
+    except StopIteration as stop:
+        return stop.value
+
+

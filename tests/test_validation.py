@@ -128,6 +128,7 @@ CASES = [
     ("objective unknown", opt(objective="sharpe"), "$.objective"),
     ("top_k<0", opt(top_k=-1), "$.top_k"),
     ("top_k float", opt(top_k=2.5), "$.top_k"),
+    ("top_k bool", opt(top_k=True), "$.top_k"),
     ("grouped_params", lambda ds: worker.grouped_eval(ds, G, grouped_params="median"),
      "$.grouped_params"),
     ("extreme_sl_below str", lambda ds: worker.optimize_per_caller(ds, G, extreme_sl_below="x"),
@@ -138,6 +139,14 @@ CASES = [
     ("caller_groups str", opt(caller_groups="amy"), "$.caller_groups"),
     ("caller_groups member", opt(caller_groups=["amy", 3]), "$.caller_groups[1]"),
     ("caller_groups None member", sim(caller_groups=[None]), "$.caller_groups[0]"),
+    # booleans: a string "false" must not read as true
+    ("minimize str", opt(minimize="false"), "$.minimize"),
+    ("include_all str", opt(include_all="no"), "$.include_all"),
+    ("include_trades str", sim(include_trades="no"), "$.include_trades"),
+    ("filter_collapsed str", lambda ds: worker.grouped_eval(ds, G, filter_collapsed="false"),
+     "$.filter_collapsed"),
+    ("filter_extreme int", lambda ds: worker.grouped_eval(ds, G, filter_extreme=0),
+     "$.filter_extreme"),
 ]
 
 

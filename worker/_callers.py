@@ -19,6 +19,7 @@ from ._errors import InvalidParams
 from ._jobs import Flow, GridJob, run_sync
 from ._metrics import to_metrics
 from ._optimize import Study, best_of, make_study, simulate_positions
+from . import _validate as v
 from ._validate import grid_size
 
 
@@ -88,6 +89,8 @@ def grouped_eval_flow(ds: Dataset, grid: Any = None, *, filter_collapsed: bool =
     if grouped_params not in ("mean", "optimize"):
         raise InvalidParams(f"unknown grouped_params {grouped_params!r}; expected 'mean' or 'optimize'",
                             path="$.grouped_params")
+    filter_collapsed = v.flag(filter_collapsed, "$.filter_collapsed")
+    filter_extreme = v.flag(filter_extreme, "$.filter_extreme")
     sl_below, tp_above = _thresholds(extreme_sl_below, extreme_tp_above)
     study = make_study(ds, grid=grid, **study_args)
     per = yield from _per_caller_flow(ds, study, sl_below, tp_above)

@@ -55,7 +55,7 @@ def make_study(ds: Dataset, *, grid: Any = None, config: Any = None, mode: Any =
         config=v.config(config),
         mode=mode_,
         objective=v.objective(objective, mode_),
-        minimize=bool(minimize),
+        minimize=v.flag(minimize, "$.minimize"),
         constraints=v.constraints(constraints, mode_),
         grid=v.grid(grid, max_points=max_points),
         positions=participating(ds, caller_groups),
@@ -120,6 +120,7 @@ def optimize_flow(ds: Dataset, grid: Any = None, *, top_k: int = 10, include_all
     """SPEC 5: evaluate every grid point, rank, and report the best feasible."""
     if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 0:
         raise InvalidParams("must be a non-negative integer", path="$.top_k")
+    include_all = v.flag(include_all, "$.include_all")
     study = make_study(ds, grid=grid, **study_args)
     levels = grid_levels(study.grid, study.config)
     metrics, exits, skipped = yield GridJob(levels, study.positions, None, study.config, study.mode)
@@ -155,6 +156,7 @@ def simulate(ds: Dataset, params: Any, *, config: Any = None, mode: Any = None,
     mode_ = v.mode(mode)
     cfg = v.config(config)
     p = v.params(params)
+    include_trades = v.flag(include_trades, "$.include_trades")
     return simulate_positions(ds, p, cfg, mode_, participating(ds, caller_groups), include_trades)
 
 

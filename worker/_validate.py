@@ -114,3 +114,10 @@ def objective(value: Any, mode_: str, path: str = "$.objective") -> str:
 def grid_size(g: ParamGrid) -> int:
     """Grid points; a grid without holds has the config's one."""
     return len(g.tp_mults) * len(g.sl_mults) * len(g.max_hold_hrs or (0,))
+
+
+def flag(value: Any, path: str) -> bool:
+    """A JSON boolean: a string like "false" must not read as true."""
+    if not isinstance(value, bool):
+        raise InvalidParams(f"must be true or false, got {value!r:.40}", path=path)
+    return value

@@ -1,0 +1,205 @@
+"""Params and results of every JSON-RPC method of SPEC section 7.
+
+Field names are the earlier Python scripts' (``calls``, ``candles_by_call_id``,
+``param_grid``, ``simulator_config``, ``caller_groups``, ``filter_collapsed``,
+``filter_extreme``), so the TypeScript CLI's payloads decode unchanged.
+Params reject unknown fields: a misspelt option must not silently change a
+result. Range rules live in the ``Meta`` bounds of ``_params``; the worker
+re-checks what a schema cannot say (duplicates, finite numbers).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from ._params import Constraints, Mode, ParamGrid, Params, SimulatorConfig
+from ._results import GroupedResult, Metrics, OptimizeResult, PerCallerResult
+
+_PARAMS = dict(frozen=True, kw_only=True, forbid_unknown_fields=True)
+_RESULT = dict(frozen=True, kw_only=True)
+
+SeriesKey = Literal["call_id", "mint"]
+OnBadSeries = Literal["error", "drop"]
+Objective = Annotated[str, msgspec.Meta(description="a metric name of the mode (SPEC 4)")]
+
+
+class Call(msgspec.Struct, **_PARAMS):
+    id: str
+    caller: str
+    ts_ms: int
+    mint: str = ""
+
+
+class CandleRow(msgspec.Struct, **_PARAMS):
+    """The CLI's row shape; ``timestamp`` is in seconds."""
+
+    timestamp: float
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float | None = None
+
+
+class CandlesColumnar(msgspec.Struct, **_PARAMS):
+    key: list[str]
+    ts_ms: list[int]
+    open: list[float]
+    high: list[float]
+    low: list[float]
+    close: list[float]
+    volume: list[float] | None = None
+
+
+class DataSource(msgspec.Struct, **_PARAMS):
+    """Where a request's data comes from: a loaded ``dataset_id``, or exactly
+    one inline source (rows, columns or files)."""
+
+    dataset_id: str | None = None
+    calls: list[Call] | None = None
+    candles_by_call_id: dict[str, list[CandleRow]] | None = None
+    candles_columnar: CandlesColumnar | None = None
+    calls_path: str | None = None
+    candles_path: str | None = None
+    series_key: SeriesKey = "call_id"
+    on_bad_series: OnBadSeries = "error"
+
+
+class InitializeParams(msgspec.Struct, **_PARAMS):
+    client: dict[str, Any] | str | None = None
+
+
+class InitializeResult(msgspec.Struct, **_RESULT):
+    server: str
+    version: str
+    protocol_version: str
+    methods: list[str]
+    capabilities: dict[str, Any]
+
+
+class Empty(msgspec.Struct, **_PARAMS):
+    """Params of methods that take none, and the ``{}`` result."""
+
+
+class LoadDatasetParams(DataSource, **_PARAMS):
+    pass
+
+
+class Dropped(msgspec.Struct, **_RESULT):
+    count: int
+    keys: list[str]
+
+
+class DatasetInfo(msgspec.Struct, **_RESULT):
+    dataset_id: str
+    series_key: str
+    calls: int
+    callers: int
+    series: int
+    candles: int
+    calls_with_entry: int
+    bytes: int
+    dropped: Dropped
+
+
+class DatasetIdParams(msgspec.Struct, **_PARAMS):
+    dataset_id: str
+
+
+class DropDatasetResult(msgspec.Struct, **_RESULT):
+    dataset_id: str
+    dropped: bool
+    bytes_freed: int
+
+
+class ListDatasetsResult(msgspec.Struct, **_RESULT):
+    datasets: list[DatasetInfo]
+    bytes: int
+    budget_bytes: int
+
+
+class SimulateParams(DataSource, **_PARAMS):
+    params: Params
+    simulator_config: SimulatorConfig | None = None
+    mode: Mode = "capital"
+    include_trades: bool = True
+    caller_groups: list[str] | None = None
+
+
+class OptimizeParams(DataSource, **_PARAMS):
+    param_grid: ParamGrid | None = None
+    simulator_config: SimulatorConfig | None = None
+    mode: Mode = "capital"
+    objective: Objective | None = None
+    minimize: bool = False
+    constraints: Constraints | None = None
+    top_k: Annotated[int, msgspec.Meta(ge=0)] = 10
+    include_all: bool = False
+    caller_groups: list[str] | None = None
+    progress_token: str | int | None = None
+    extreme_sl_below: float = 0.88
+    extreme_tp_above: float = 4.0
+
+
+class GroupedEvalParams(OptimizeParams, **_PARAMS):
+    filter_collapsed: bool = True
+    filter_extreme: bool = True
+    grouped_params: Literal["mean", "optimize"] = "mean"
+
+
+class CancelParams(msgspec.Struct, **_PARAMS):
+    id: str | int
+
+
+class CancelResult(msgspec.Struct, **_RESULT):
+    cancelled: bool
+
+
+class StatsResult(msgspec.Struct, **_RESULT):
+    datasets: int
+    bytes: int
+    budget_bytes: int
+    requests_in_flight: int
+    pool_size: int
+    pool_alive: int
+    pool_restarts: int
+    uptime_s: float
+
+
+class ProgressValue(msgspec.Struct, **_RESULT):
+    kind: Literal["begin", "report", "end"]
+    done: int
+    total: int
+    unit: str
+    elapsed_ms: float
+    best: float | None = None
+
+
+class ProgressParams(msgspec.Struct, **_RESULT):
+    token: str | int
+    value: ProgressValue
+
+
+# method name -> (params type, result type): the table the dispatcher, the
+# schema and the TypeScript client are built from.
+METHODS: dict[str, tuple[type | None, Any]] = {
+    "initialize": (InitializeParams, InitializeResult),
+    "ping": (Empty, Empty),
+    "loadDataset": (LoadDatasetParams, DatasetInfo),
+    "dropDataset": (DatasetIdParams, DropDatasetResult),
+    "listDatasets": (Empty, ListDatasetsResult),
+    "simulate": (SimulateParams, Metrics),
+    "optimize": (OptimizeParams, OptimizeResult),
+    "optimizePerCaller": (OptimizeParams, PerCallerResult),
+    "groupedEval": (GroupedEvalParams, GroupedResult),
+    "cancel": (CancelParams, CancelResult),
+    "stats": (Empty, StatsResult),
+    "shutdown": (Empty, Empty),
+}
+
+NOTIFICATIONS: dict[str, type] = {
+    "$/cancelRequest": CancelParams,   # client -> worker
+    "$/progress": ProgressParams,      # worker -> client
+}

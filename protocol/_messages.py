@@ -67,7 +67,10 @@ class DataSource(msgspec.Struct, **_PARAMS):
     on_bad_series: OnBadSeries = "error"
 
 
-class InitializeParams(msgspec.Struct, **_PARAMS):
+class InitializeParams(msgspec.Struct, frozen=True, kw_only=True):
+    """Unknown fields are allowed here: clients announce themselves freely,
+    and nothing they add can change a result."""
+
     client: dict[str, Any] | str | None = None
 
 
@@ -94,7 +97,7 @@ class Dropped(msgspec.Struct, **_RESULT):
 
 class DatasetInfo(msgspec.Struct, **_RESULT):
     dataset_id: str
-    series_key: str
+    series_key: SeriesKey
     calls: int
     callers: int
     series: int
@@ -165,6 +168,7 @@ class StatsResult(msgspec.Struct, **_RESULT):
     pool_size: int
     pool_alive: int
     pool_restarts: int
+    pool_pids: list[int]
     uptime_s: float
 
 
@@ -184,7 +188,7 @@ class ProgressParams(msgspec.Struct, **_RESULT):
 
 # method name -> (params type, result type): the table the dispatcher, the
 # schema and the TypeScript client are built from.
-METHODS: dict[str, tuple[type | None, Any]] = {
+METHODS: dict[str, tuple[type, Any]] = {
     "initialize": (InitializeParams, InitializeResult),
     "ping": (Empty, Empty),
     "loadDataset": (LoadDatasetParams, DatasetInfo),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -62,6 +63,24 @@ def _warm(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from ._server import serve
+    from ._settings import Settings
+
+    settings = Settings(pool_size=args.pool_size, cache_bytes=args.cache_bytes,
+                        max_message_bytes=args.max_message_bytes,
+                        max_grid_points=args.max_grid_points, shm_dir=args.shm_dir,
+                        local_evaluations=args.local_evaluations)
+    return serve(settings, socket_path=args.socket, log_level=args.log_level)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="optimizer-worker", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -71,6 +90,28 @@ def build_parser() -> argparse.ArgumentParser:
                       help="one-minute candles per call (default 2880 = 48 h)")
     demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     demo.set_defaults(run=_demo)
+    from ._settings import Settings, default_pool_size
+    from ._logging import LEVELS
+
+    d = Settings()
+    serve = sub.add_parser("serve", help="JSON-RPC 2.0 daemon over stdio (default) or a Unix socket")
+    serve.add_argument("--socket", metavar="PATH",
+                       help="listen on this Unix socket (its directory must be private to you)")
+    serve.add_argument("--pool-size", type=_positive_int, default=default_pool_size(),
+                       help="pool processes for large grids (default: one per core; 0 = none)")
+    serve.add_argument("--cache-bytes", type=_positive_int, default=d.cache_bytes,
+                       help=f"memory budget of the dataset cache (default {d.cache_bytes:,})")
+    serve.add_argument("--max-message-bytes", type=_positive_int, default=d.max_message_bytes,
+                       help=f"longest accepted request line (default {d.max_message_bytes:,})")
+    serve.add_argument("--max-grid-points", type=_positive_int, default=d.max_grid_points,
+                       help=f"largest accepted grid (default {d.max_grid_points:,})")
+    serve.add_argument("--local-evaluations", type=_positive_int, default=d.local_evaluations,
+                       help="work below this many call x grid-point evaluations runs in the "
+                            f"daemon itself, not the pool (default {d.local_evaluations:,})")
+    serve.add_argument("--shm-dir", metavar="DIR",
+                       help="where shared dataset files live (default /dev/shm if it has room)")
+    serve.add_argument("--log-level", choices=LEVELS, default="info")
+    serve.set_defaults(run=_serve)
     warm = sub.add_parser("warm", help="compile every kernel into Numba's on-disk cache")
     warm.set_defaults(run=_warm)
     return parser
@@ -83,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     except WorkerError as exc:
         sys.stderr.write(f"optimizer-worker: error: {exc.message}\n")
         return 2
+    except BrokenPipeError:
+        # The reader went away (``| head``): not an error worth a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

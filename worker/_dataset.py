@@ -66,7 +66,8 @@ class Dataset:
 
     @property
     def n_calls(self) -> int:
-        return len(self.call_ids)
+        # From an array, not the ids: a pool process's attached dataset has no strings.
+        return int(self.call_ts_ms.shape[0])
 
     @property
     def n_series(self) -> int:

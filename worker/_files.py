@@ -233,3 +233,15 @@ def write_dataset_files(ds: Dataset, calls_path: str, candles_path: str) -> None
             pq.write_table(table, path, use_dictionary=["key"],
                            compression="none",
                            column_encoding={"ts_ms": "DELTA_BINARY_PACKED"})
+
+
+def estimated_bytes(candles_path: str) -> int:
+    """Bytes a candles file will take once loaded, from Parquet metadata
+    (0 when unknown, e.g. CSV: then the built dataset is checked instead)."""
+    if not str(candles_path).endswith((".parquet", ".pq")) or not os.path.exists(candles_path):
+        return 0
+    try:
+        rows = pq.ParquetFile(candles_path).metadata.num_rows
+    except (OSError, pa.ArrowException):
+        return 0  # the loader reports the unreadable file with its own message
+    return rows * 6 * 8  # ts + open, high, low, close, volume

@@ -1,0 +1,193 @@
+"""End to end: the real daemon as a subprocess, over stdio (SPEC 7)."""
+
+from __future__ import annotations
+
+import json
+
+import msgspec
+import numpy as np
+import pytest
+
+import worker
+from tests._daemon import Daemon
+from worker._synthetic import synthetic_dataset
+
+GRID = {"tp_mults": [1.5, 2, 3], "sl_mults": [0.85, 0.9], "max_hold_hrs": [6, 48]}
+
+
+def cli_payload(n_calls: int = 40, n_candles: int = 240, seed: int = 5) -> dict:
+    """The earlier CLI's payload: calls + candles_by_call_id, timestamps in seconds."""
+    ds = synthetic_dataset(n_calls=n_calls, n_candles=n_candles, n_callers=4, seed=seed)
+    calls = [{"id": ds.call_ids[i], "caller": ds.caller_names[ds.call_caller[i]],
+              "mint": ds.call_mints[i], "ts_ms": int(ds.call_ts_ms[i])} for i in range(ds.n_calls)]
+    candles = {}
+    for s, key in enumerate(ds.series_keys):
+        lo, hi = ds.series_offsets[s], ds.series_offsets[s + 1]
+        candles[key] = [{"timestamp": t / 1000, "open": o, "high": h, "low": lw, "close": c,
+                         "volume": v} for t, o, h, lw, c, v in zip(
+                             ds.ts_ms[lo:hi].tolist(), ds.open[lo:hi].tolist(),
+                             ds.high[lo:hi].tolist(), ds.low[lo:hi].tolist(),
+                             ds.close[lo:hi].tolist(), ds.volume[lo:hi].tolist())]
+    return {"calls": calls, "candles_by_call_id": candles}
+
+
+@pytest.fixture(scope="module")
+def payload():
+    return cli_payload()
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    d = Daemon("--pool-size", "1", "--max-message-bytes", "4000000", "--max-grid-points", "500",
+               stderr_path=str(tmp_path_factory.mktemp("logs") / "stderr.log"))
+    yield d
+    d.kill()
+
+
+@pytest.fixture(scope="module")
+def loaded(daemon, payload):
+    return daemon.client.result("loadDataset", {"dataset_id": "demo", **payload})
+
+
+def test_initialize_and_ping(daemon):
+    init = daemon.client.result("initialize", {"client": {"name": "tests"}})
+    assert init["server"] == "optimizer-worker" and init["version"] == worker.__version__
+    for method in ("ping", "loadDataset", "optimize", "optimizePerCaller", "groupedEval",
+                   "cancel", "$/cancelRequest", "stats", "shutdown"):
+        assert method in init["methods"]
+    assert daemon.client.result("ping") == {}
+
+
+def test_load_dataset_reports_counts(loaded, payload):
+    assert loaded["dataset_id"] == "demo"
+    assert loaded["calls"] == len(payload["calls"])
+    assert loaded["candles"] == sum(len(v) for v in payload["candles_by_call_id"].values())
+    assert loaded["dropped"] == {"count": 0, "keys": []}
+
+
+def test_optimize_matches_the_library(daemon, loaded, payload):
+    """The daemon's answer is the library's answer, field for field."""
+    got = daemon.client.result("optimize", {"dataset_id": "demo", "param_grid": GRID,
+                                            "top_k": 3, "include_all": True})
+    ds = worker.dataset_from_rows(payload["calls"], payload["candles_by_call_id"])
+    want = json.loads(msgspec.json.encode(worker.optimize(ds, GRID, top_k=3, include_all=True)))
+    assert got == want
+
+
+def test_earlier_cli_payload_works_unchanged(daemon, payload):
+    """Inline data with the earlier scripts' field names, per caller and grouped."""
+    req = {**payload, "param_grid": GRID, "simulator_config": {"initial_capital": 5000},
+           "caller_groups": sorted({c["caller"] for c in payload["calls"]})[:3],
+           "filter_collapsed": False, "filter_extreme": True}
+    got = daemon.client.result("groupedEval", req)
+    ds = worker.dataset_from_rows(payload["calls"], payload["candles_by_call_id"])
+    want = worker.grouped_eval(ds, GRID, config={"initial_capital": 5000},
+                               caller_groups=req["caller_groups"], filter_collapsed=False)
+    assert got == json.loads(msgspec.json.encode(want))
+    assert set(got) >= {"per_caller_results", "selected_callers", "grouped_params", "grouped_result"}
+
+
+def test_simulate_and_per_caller(daemon, loaded):
+    sim = daemon.client.result("simulate", {"dataset_id": "demo",
+                                            "params": {"tp_mult": 2, "sl_mult": 0.9}})
+    assert sim["mode"] == "capital" and len(sim["completed_trades"]) == sim["trades_executed"]
+    per = daemon.client.result("optimizePerCaller", {"dataset_id": "demo", "param_grid": GRID,
+                                                     "mode": "per_trade"})
+    assert sum(r["calls"] for r in per["per_caller_results"].values()) == loaded["calls"]
+
+
+def test_list_stats_and_drop(daemon, payload):
+    daemon.client.result("loadDataset", {"dataset_id": "tmp", **payload})
+    listed = daemon.client.result("listDatasets")
+    assert "tmp" in [d["dataset_id"] for d in listed["datasets"]]
+    stats = daemon.client.result("stats")
+    assert stats["datasets"] >= 1 and stats["pool_size"] == 1 and stats["requests_in_flight"] == 1
+    dropped = daemon.client.result("dropDataset", {"dataset_id": "tmp"})
+    assert dropped["dropped"] is True and dropped["bytes_freed"] > 0
+    err = daemon.client.call("optimize", {"dataset_id": "tmp"})["error"]
+    assert err["code"] == -32001 and "tmp" in err["message"]
+
+
+BAD_REQUESTS = [
+    # (params of optimize on the loaded dataset, code, path in error.data)
+    ({"param_grid": {"sl_mults": [0.9, 1.0]}}, -32602, "$.param_grid.sl_mults[1]"),
+    ({"param_grid": {"tp_mults": [1.0]}}, -32602, "$.param_grid.tp_mults[0]"),
+    ({"param_grid": {"tp_mults": [2, 3, 2]}}, -32602, "$.param_grid.tp_mults[2]"),
+    ({"param_grid": {"tp_mults": []}}, -32602, "$.param_grid.tp_mults"),
+    ({"param_grid": {"tp_mults": "2"}}, -32602, "$.param_grid.tp_mults"),
+    ({"paramgrid": {}}, -32602, "$"),
+    ({"simulator_config": {"initial_capital": -1}}, -32602, "$.simulator_config.initial_capital"),
+    ({"objective": "sharpe"}, -32602, "$.objective"),
+    ({"param_grid": {"tp_mults": list(np.arange(2, 30).tolist()),
+                     "sl_mults": [0.5, 0.6, 0.7, 0.8, 0.9], "max_hold_hrs": [1, 2, 3, 4]}},
+     -32003, "$.param_grid"),
+]
+
+
+@pytest.mark.parametrize("params, code, path", BAD_REQUESTS)
+def test_bad_params_get_clear_errors(daemon, loaded, params, code, path):
+    err = daemon.client.call("optimize", {"dataset_id": "demo", **params})["error"]
+    assert err["code"] == code, err
+    assert err["data"]["path"] == path, err
+    assert daemon.client.result("ping") == {}  # still serving
+
+
+def test_bad_data_names_the_series_index_and_rule(daemon, payload):
+    bad = json.loads(json.dumps(payload))
+    key = next(iter(bad["candles_by_call_id"]))
+    bad["candles_by_call_id"][key][3]["low"] = -1.0
+    err = daemon.client.call("loadDataset", bad)["error"]
+    assert err["code"] == -32002
+    assert err["data"]["key"] == key and err["data"]["index"] == 3
+    bad["candles_by_call_id"][key][3]["low"] = bad["candles_by_call_id"][key][3]["close"]
+    rows = bad["candles_by_call_id"][key]
+    rows[4], rows[5] = rows[5], rows[4]  # unsorted candles
+    err = daemon.client.call("loadDataset", bad)["error"]
+    assert err["code"] == -32002 and err["data"]["rule"] == "strictly_increasing_ts"
+    dup = {**payload, "calls": payload["calls"] + payload["calls"][:1]}
+    err = daemon.client.call("loadDataset", dup)["error"]
+    assert err["code"] == -32002 and payload["calls"][0]["id"] in err["message"]
+    dropped = daemon.client.result("loadDataset", {**json.loads(json.dumps(payload)),
+                                                   "candles_by_call_id": {**bad["candles_by_call_id"]},
+                                                   "on_bad_series": "drop"})
+    assert dropped["dropped"] == {"count": 1, "keys": [key]}
+
+
+def test_json_rpc_errors_and_batches(daemon):
+    c = daemon.client
+    c.send_raw(b'{"jsonrpc": "2.0", "method": "ping", "id": 1\n')
+    assert c.wait_for(lambda: any(json.loads(line).get("error", {}).get("code") == -32700
+                                  for line in c.raw_lines), "parse error")
+    assert c.call("nope", id="x")["error"]["code"] == -32601
+    assert c.response(c.send("ping", id="str-id"))["id"] == "str-id"
+    c.send("ping", notify=True)  # never answered
+    n = len(c.batches)
+    c.send_raw(json.dumps([{"jsonrpc": "2.0", "method": "ping", "id": "b1"},
+                           {"jsonrpc": "2.0", "method": "ping"},
+                           {"jsonrpc": "2.0", "method": "nope", "id": "b2"}, 1]).encode() + b"\n")
+    batch = c.wait_for(lambda: c.batches[n] if len(c.batches) > n else None, "batch")
+    by_id = {r["id"]: r for r in batch}
+    assert by_id["b1"]["result"] == {} and by_id["b2"]["error"]["code"] == -32601
+    assert by_id[None]["error"]["code"] == -32600 and len(batch) == 3
+    c.send_raw(json.dumps([{"jsonrpc": "2.0", "method": "ping"}]).encode() + b"\n")
+    assert c.result("ping") == {}  # an all-notification batch answered nothing before this
+    assert len(c.batches) == n + 1
+
+
+def test_line_over_the_limit_keeps_the_stream_usable(daemon):
+    c = daemon.client
+    big = json.dumps({"jsonrpc": "2.0", "method": "ping", "id": "big", "params": {"x": "y" * 5_000_000}})
+    c.send_raw(big.encode() + b"\n")
+    assert c.result("ping") == {}
+    errors = [m for m in map(json.loads, c.raw_lines) if isinstance(m, dict)]
+    too_long = [e for e in errors if e.get("error", {}).get("code") == -32600
+                and e["error"]["data"]["limit"] == 4_000_000]
+    assert too_long and too_long[0]["id"] is None
+
+
+def test_stdout_carries_only_protocol(daemon):
+    """Every line the daemon wrote to stdout is a JSON-RPC message."""
+    for line in daemon.client.raw_lines:
+        msg = json.loads(line)
+        for m in msg if isinstance(msg, list) else [msg]:
+            assert m["jsonrpc"] == "2.0" and ("id" in m or "method" in m)

@@ -1,0 +1,134 @@
+"""End to end with the process pool: progress, cancel, a pool process killed
+mid-request, and every way of stopping (EOF, SIGTERM, shutdown) leaving no
+process behind. Long work is a large grid on a dataset loaded from Parquet;
+assertions are about order and outcome, never about elapsed time."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from tests._daemon import Daemon, pid_alive
+from worker._files import write_dataset_files
+from worker._synthetic import synthetic_dataset
+
+# About 200 million call x grid-point evaluations: seconds of pool work.
+LONG_GRID = {"tp_mults": [round(1.1 + 0.1 * i, 2) for i in range(50)],
+             "sl_mults": [round(0.5 + 0.01 * i, 2) for i in range(40)],
+             "max_hold_hrs": list(range(1, 51))}
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("data")
+    ds = synthetic_dataset(n_calls=2_000, n_candles=600, n_callers=8, seed=11)
+    calls, candles = str(d / "calls.parquet"), str(d / "candles.parquet")
+    write_dataset_files(ds, calls, candles)
+    return {"calls_path": calls, "candles_path": candles}
+
+
+def start(files, *extra: str) -> Daemon:
+    d = Daemon("--pool-size", "2", "--local-evaluations", "0", *extra)
+    d.client.result("loadDataset", {"dataset_id": "big", **files})
+    return d
+
+
+def first_report(client, token):
+    return client.wait_for(
+        lambda: next((n for n in client.notifications if n["method"] == "$/progress"
+                      and n["params"]["token"] == token and n["params"]["value"]["kind"] == "report"
+                      and n["params"]["value"]["done"] > 0), None), "a progress report")
+
+
+@pytest.fixture(scope="module")
+def daemon(files):
+    d = start(files)
+    yield d
+    d.kill()
+
+
+def test_progress_begin_reports_end_then_response(daemon):
+    c = daemon.client
+    rid = c.send("optimize", {"dataset_id": "big", "param_grid": {"tp_mults": [1.5, 2, 3],
+                              "sl_mults": [0.8, 0.9], "max_hold_hrs": list(range(1, 200))},
+                              "progress_token": "p1"})
+    c.response(rid)
+    events = [n["params"]["value"] for n in c.notifications if n["params"].get("token") == "p1"]
+    kinds = [e["kind"] for e in events]
+    assert kinds[0] == "begin" and kinds[-1] == "end" and set(kinds[1:-1]) <= {"report"}
+    assert events[-1]["done"] == events[-1]["total"] == 3 * 2 * 199
+    done = [e["done"] for e in events]
+    assert done == sorted(done)
+    # The end notification arrives before the response.
+    assert c.order.index("n:$/progress") < c.order.index(rid)
+    last_end = max(i for i, x in enumerate(c.order) if x == "n:$/progress")
+    assert last_end < c.order.index(rid)
+    reports = [e["elapsed_ms"] for e in events if e["kind"] == "report"]
+    assert all(b - a >= 90 for a, b in zip(reports, reports[1:]))  # ~10 a second at most
+
+
+def test_ping_is_answered_while_a_long_grid_runs_and_cancel_stops_it(daemon):
+    c = daemon.client
+    rid = c.send("optimize", {"dataset_id": "big", "param_grid": LONG_GRID, "progress_token": "long"})
+    first_report(c, "long")
+    ping = c.send("ping")
+    c.response(ping)
+    cancel = c.call("cancel", {"id": rid})
+    assert cancel["result"] == {"cancelled": True}
+    err = c.response(rid)["error"]
+    assert err["code"] == -32800
+    assert c.order.index(ping) < c.order.index(rid)  # ping did not wait for the grid
+    # The pool is free again: a small request goes through at once.
+    small = c.result("optimize", {"dataset_id": "big", "param_grid": {"tp_mults": [2], "sl_mults": [0.9]}})
+    assert small["params_evaluated"] == 1
+    assert c.call("cancel", {"id": rid})["result"] == {"cancelled": False}
+
+
+def test_cancel_request_notification(daemon):
+    c = daemon.client
+    rid = c.send("optimizePerCaller", {"dataset_id": "big", "param_grid": LONG_GRID,
+                                       "progress_token": "pc"})
+    first_report(c, "pc")
+    c.send("$/cancelRequest", {"id": rid}, notify=True)
+    assert c.response(rid)["error"]["code"] == -32800
+
+
+def test_killed_pool_process_fails_only_its_request(daemon):
+    c = daemon.client
+    pids = c.result("stats")["pool_pids"]
+    assert len(pids) == 2
+    rid = c.send("optimize", {"dataset_id": "big", "param_grid": LONG_GRID, "progress_token": "k"})
+    first_report(c, "k")
+    os.kill(pids[0], signal.SIGKILL)
+    err = c.response(rid)["error"]
+    assert err["code"] == -32603 and str(pids[0]) in err["message"] and "died" in err["message"]
+    assert c.result("ping") == {}
+    again = c.result("optimize", {"dataset_id": "big", "param_grid": {"tp_mults": [2, 3],
+                                                                      "sl_mults": [0.9]}})
+    assert again["params_evaluated"] == 2
+    stats = c.result("stats")
+    assert stats["pool_restarts"] >= 1 and pids[0] not in stats["pool_pids"]
+
+
+@pytest.mark.parametrize("how", ["eof", "sigterm", "shutdown"])
+def test_every_way_of_stopping_exits_0_with_no_orphans(files, how):
+    d = start(files)
+    try:
+        c = d.client
+        pids = c.result("stats")["pool_pids"]
+        assert pids and all(pid_alive(p) for p in pids)
+        if how == "eof":
+            d.close_stdin()
+        elif how == "sigterm":
+            c.send("optimize", {"dataset_id": "big", "param_grid": LONG_GRID, "progress_token": "t"})
+            first_report(c, "t")
+            d.proc.send_signal(signal.SIGTERM)
+        else:
+            assert c.result("shutdown") == {}
+        assert d.wait() == 0
+        assert not any(pid_alive(p) for p in pids)
+        assert not [f for f in os.listdir("/dev/shm") if f.startswith(f"optimizer-worker-{d.proc.pid}-")]
+    finally:
+        d.kill()

@@ -1,0 +1,431 @@
+"""The daemon's process pool and shared datasets (``worker._pool``, ``worker._shm``).
+
+Pool results must equal in-process evaluation exactly; a pool process killed
+mid-request fails that request only; cancellation drops queued work; closing
+leaves no process behind. Pools have 2 processes (CI machines have 2 cores).
+No sleeps synchronize anything and nothing is timed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import anyio
+import msgspec
+import numba
+import numpy as np
+import pytest
+
+from worker import synthetic_dataset
+from worker._callers import grouped_eval, grouped_eval_flow, optimize_per_caller
+from worker._engine import grid_levels
+from worker._errors import InternalError
+from worker._jobs import GridJob, evaluate, run_sync
+from worker._optimize import make_study, optimize, optimize_flow
+from worker._pool import WorkerPool, cut_spans, run_flow
+from worker._shm import (
+    SharedDescriptor, attach_dataset, default_directory, remove_stale_files, share_dataset,
+)
+
+ARRAYS = ("call_caller", "call_ts_ms", "call_series", "series_offsets", "ts_ms", "open",
+          "high", "low", "close", "volume", "call_order", "entry_idx", "series_end")
+BIG_GRID = {"tp_mults": [1.2 + 0.25 * i for i in range(16)],
+            "sl_mults": [0.5 + 0.03 * i for i in range(16)],
+            "max_hold_hrs": [1.0, 2.0, 4.0, 8.0, 48.0]}   # 1,280 points
+
+
+@pytest.fixture(scope="module")
+def anyio_backend():
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+def ds():
+    return synthetic_dataset(n_calls=300, n_candles=600, seed=3)
+
+
+@pytest.fixture(scope="module")
+def shared(ds, tmp_path_factory):
+    sh = share_dataset(ds, str(tmp_path_factory.mktemp("shm")))
+    yield sh
+    sh.close()
+
+
+@pytest.fixture(scope="module")
+async def pool():
+    # Small spans: every job here is cut into many, like a large job would be.
+    async with WorkerPool(2, target_span_evaluations=2_000) as p:
+        yield p
+
+
+def job_of(ds, *, mode="capital", per_caller=False, grid=None):
+    study = make_study(ds, mode=mode, grid=grid)
+    codes = np.unique(ds.call_caller[study.positions]) if per_caller else None
+    return GridJob(grid_levels(study.grid, study.config), study.positions, codes,
+                   study.config, study.mode)
+
+
+def assert_same(got, want):
+    assert len(got) == len(want) == 3
+    for g, w in zip(got, want):
+        assert g.dtype == w.dtype and g.shape == w.shape
+        assert np.array_equal(g, w, equal_nan=True)
+
+
+class pidfd:
+    """A pidfd: readable once the process has ended (even as a zombie)."""
+
+    def __init__(self, pid: int) -> None:
+        self.fd = os.pidfd_open(pid)
+
+    def __enter__(self) -> int:
+        return self.fd
+
+    def __exit__(self, *exc) -> None:
+        os.close(self.fd)
+
+
+def wait_readable(fds: list[int], timeout: float = 30.0) -> bool:
+    """Every fd readable within ``timeout`` (a bound on failure, not a sleep)."""
+    import select
+
+    pending = set(fds)
+    poll = select.poll()
+    for fd in fds:
+        poll.register(fd, select.POLLIN)
+    deadline = time.monotonic() + timeout
+    while pending and time.monotonic() < deadline:
+        for fd, _ in poll.poll(max(1, int((deadline - time.monotonic()) * 1000))):
+            pending.discard(fd)
+            poll.unregister(fd)
+    return not pending
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+# ------------------------------------------------------------ shared datasets
+
+def test_shared_dataset_views_and_close(ds, tmp_path):
+    sh = share_dataset(ds, str(tmp_path))
+    assert os.path.basename(sh.path).startswith(f"optimizer-worker-{os.getpid()}-")
+    assert os.path.getsize(sh.path) == sh.nbytes >= ds.nbytes
+    for name in ARRAYS:
+        a, b = getattr(ds, name), getattr(sh.dataset, name)
+        assert type(b) is np.ndarray and not b.flags.writeable and b.flags.c_contiguous
+        assert b.ctypes.data % 64 == 0
+        assert numba.typeof(a) == numba.typeof(b)  # same kernel specialization
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+    assert sh.dataset.call_ids == ds.call_ids and sh.dataset.caller_names == ds.caller_names
+    # The descriptor is small and survives msgpack (it travels to pool processes).
+    wire = msgspec.msgpack.encode(sh.descriptor)
+    assert len(wire) < 2_000
+    desc = msgspec.convert(msgspec.msgpack.decode(wire), SharedDescriptor)
+    att = attach_dataset(desc)
+    assert att.n_calls == ds.n_calls and att.series_key == ds.series_key
+    for name in ARRAYS:
+        assert np.array_equal(getattr(att, name), getattr(ds, name))
+        assert numba.typeof(getattr(att, name)) == numba.typeof(getattr(ds, name))
+    assert_same(evaluate(att, job_of(ds)), evaluate(ds, job_of(ds)))
+    # close() unlinks, is idempotent, and mapped views stay valid.
+    sh.close()
+    sh.close()
+    assert not os.path.exists(sh.path)
+    assert np.array_equal(sh.dataset.close, ds.close)
+
+
+def test_close_waits_for_holders(ds, tmp_path):
+    sh = share_dataset(ds, str(tmp_path))
+    with sh.hold():
+        sh.close()
+        assert os.path.exists(sh.path)  # a request still needs it
+    assert not os.path.exists(sh.path)
+    with pytest.raises(InternalError):
+        with sh.hold():
+            pass
+
+
+def test_attach_in_another_process_sees_identical_arrays(ds, tmp_path):
+    sh = share_dataset(ds, str(tmp_path))
+    try:
+        code = (
+            "import sys, hashlib, msgspec\n"
+            "from worker._shm import SharedDescriptor, attach_dataset\n"
+            "d = msgspec.json.decode(sys.stdin.buffer.read(), type=SharedDescriptor)\n"
+            "a = attach_dataset(d)\n"
+            f"for n in {ARRAYS!r}:\n"
+            "    x = getattr(a, n)\n"
+            "    print(n, x.dtype.str, x.shape, hashlib.sha256(x.tobytes()).hexdigest())\n")
+        out = subprocess.run([sys.executable, "-c", code], input=msgspec.json.encode(
+            sh.descriptor), capture_output=True, check=True).stdout.decode().splitlines()
+        want = [f"{n} {getattr(ds, n).dtype.str} {getattr(ds, n).shape} "
+                f"{hashlib.sha256(getattr(ds, n).tobytes()).hexdigest()}" for n in ARRAYS]
+        assert out == want
+    finally:
+        sh.close()
+
+
+def test_remove_stale_files(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid that is certainly not alive (reaped)
+    stale = tmp_path / f"optimizer-worker-{dead.pid}-abc.bin"
+    stale.write_bytes(b"x")
+    mine = tmp_path / f"optimizer-worker-{os.getpid()}-abc.bin"
+    mine.write_bytes(b"x")
+    other = tmp_path / "unrelated.bin"
+    other.write_bytes(b"x")
+    # A dead pid but a held lock: a live daemon in another pid namespace.
+    locked = share_dataset(synthetic_dataset(n_calls=3, n_candles=5, seed=1), str(tmp_path))
+    locked_as_dead = tmp_path / f"optimizer-worker-{dead.pid}-locked.bin"
+    os.link(locked.path, locked_as_dead)
+    try:
+        assert remove_stale_files(str(tmp_path)) == [str(stale)]
+        assert mine.exists() and other.exists() and locked_as_dead.exists()
+    finally:
+        locked.close()
+
+
+def test_default_directory():
+    if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
+        assert default_directory(1) == "/dev/shm"
+    assert default_directory(1 << 60) != "/dev/shm"  # never room for an exabyte
+
+
+# ------------------------------------------------------------ spans
+
+@pytest.mark.parametrize("sizes,points,workers", [
+    ([300], 30, 2), ([300], 1, 2), ([0], 5, 2), ([5, 0, 1000, 3, 7], 11, 2),
+    (list(range(1, 60)), 13, 3), ([10_000], 4_000, 2), ([1], 1, 4),
+])
+def test_cut_spans_cover_every_item_once(sizes, points, workers):
+    for target in (1, 500, 50_000, 10**12):
+        spans = cut_spans(np.array(sizes), points, workers, target)
+        n = len(sizes) * points
+        assert spans[0][0] == 0 and spans[-1][1] == n
+        assert all(a < b for a, b in spans)
+        assert all(spans[i][1] == spans[i + 1][0] for i in range(len(spans) - 1))
+        if target == 10**12:
+            assert spans == [(0, n)]  # little work: one span, no split overhead
+
+
+def test_cut_spans_balance_work():
+    sizes = np.array([1, 1, 1, 5_000, 1, 1])  # one big group among tiny ones
+    spans = cut_spans(sizes, 100, 2, 50_000)
+    assert len(spans) >= 2 and len(spans) % 2 == 0
+    cost = [sum((sizes[i // 100] + 16) for i in range(a, b)) for a, b in spans]
+    assert max(cost) <= 2 * sum(cost) / len(spans)
+
+
+# ------------------------------------------------------------ pool results
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", ["capital", "per_trade"])
+@pytest.mark.parametrize("per_caller", [False, True])
+async def test_pool_equals_in_process(pool, ds, shared, mode, per_caller):
+    job = job_of(ds, mode=mode, per_caller=per_caller)
+    progress = []
+    got = await pool.evaluate(shared, "ds", job,
+                              on_progress=lambda d, t: progress.append((d, t)))
+    assert_same(got, evaluate(ds, job))
+    # The job was cut in many spans; progress only grows and reaches every item.
+    sizes = pool._group_sizes(shared, job)
+    assert len(cut_spans(sizes, job.levels.n_points, 2, pool.target_span_evaluations)) > 4
+    assert progress and progress[-1] == (job.n_items, job.n_items)
+    assert all(a[0] < b[0] for a, b in zip(progress, progress[1:]))
+
+
+@pytest.mark.anyio
+async def test_flows_on_pool_equal_run_sync(pool, ds, shared):
+    sd = shared.dataset
+    for mode in ("capital", "per_trade"):
+        got = await run_flow(pool, shared, "ds", optimize_flow(sd, mode=mode, include_all=True))
+        assert got == optimize(ds, mode=mode, include_all=True)
+        got = await run_flow(pool, shared, "ds", grouped_eval_flow(
+            sd, mode=mode, grouped_params="optimize", filter_collapsed=False))
+        assert got == grouped_eval(ds, mode=mode, grouped_params="optimize",
+                                   filter_collapsed=False)
+    want = optimize_per_caller(ds)
+    from worker._callers import optimize_per_caller_flow
+    assert await run_flow(pool, shared, "ds", optimize_per_caller_flow(sd)) == want
+    assert run_sync(sd, optimize_per_caller_flow(sd)) == want
+
+
+@pytest.mark.anyio
+async def test_concurrent_calls_share_the_pool(pool, ds, shared):
+    jobs = [job_of(ds), job_of(ds, mode="per_trade", per_caller=True),
+            job_of(ds, per_caller=True)]
+    results = [None] * len(jobs)
+
+    async def run(i):
+        results[i] = await pool.evaluate(shared, "ds", jobs[i])
+
+    async with anyio.create_task_group() as tg:
+        for i in range(len(jobs)):
+            tg.start_soon(run, i)
+    for job, got in zip(jobs, results):
+        assert_same(got, evaluate(ds, job))
+
+
+@pytest.mark.anyio
+async def test_cancel_drops_queued_work_and_pool_keeps_working(pool, ds, shared):
+    big = job_of(ds, grid=BIG_GRID)
+    seen = []
+    with anyio.CancelScope() as scope:
+        def cancel_at_first_progress(done, total):
+            seen.append(done)
+            scope.cancel()
+        await pool.evaluate(shared, "ds", big, on_progress=cancel_at_first_progress)
+    assert scope.cancelled_caught and len(seen) == 1 and seen[0] < big.n_items
+    assert pool.stats()["queued_spans"] == 0  # its queued spans went at once
+    job = job_of(ds, per_caller=True)
+    assert_same(await pool.evaluate(shared, "ds", job), evaluate(ds, job))
+    assert pool.restarts == 0 and pool.alive == 2
+
+
+@pytest.mark.anyio
+async def test_failure_in_pool_process_fails_that_request_only(pool, ds, tmp_path):
+    gone = share_dataset(ds, str(tmp_path))
+    os.unlink(gone.path)  # pool processes cannot map it
+    with pytest.raises(InternalError) as err:
+        await pool.evaluate(gone, "gone", job_of(ds))
+    assert err.value.code == -32603 and "FileNotFoundError" in err.value.message
+    gone.close()
+    job = job_of(ds)
+    ok = share_dataset(ds, str(tmp_path))
+    try:
+        assert_same(await pool.evaluate(ok, "ok", job), evaluate(ds, job))
+        await pool.forget("ok")
+    finally:
+        ok.close()
+    assert pool.restarts == 0
+
+
+# ------------------------------------------------------------ dying and closing
+
+@pytest.mark.anyio
+async def test_killed_process_fails_only_its_request(ds, shared):
+    job_a = job_of(ds, grid=BIG_GRID)       # many spans: still running when killed
+    job_b = job_of(ds, mode="per_trade", per_caller=True)
+    killed: list[int] = []
+    seen: set[int] = set()
+    async with WorkerPool(2, target_span_evaluations=20_000) as pool:
+        seen.update(pool.all_pids)
+
+        def kill_while_serving_a(pid, job):
+            # Called right after a span of A went to ``pid``: it is serving A.
+            if job is job_a and not killed:
+                killed.append(pid)
+                os.kill(pid, signal.SIGKILL)
+
+        pool.on_span_start = kill_while_serving_a
+        outcome = {}
+
+        async def run(name, job):
+            try:
+                outcome[name] = await pool.evaluate(shared, "ds", job)
+            except InternalError as e:
+                outcome[name] = e
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run, "a", job_a)
+            tg.start_soon(run, "b", job_b)
+        pool.on_span_start = None
+
+        err = outcome["a"]
+        assert isinstance(err, InternalError) and err.code == -32603
+        assert f"pool process {killed[0]} died (signal 9, SIGKILL)" in err.message
+        assert "the pool has replaced it" in err.message
+        assert_same(outcome["b"], evaluate(ds, job_b))
+        assert pool.restarts == 1 and not alive(killed[0])
+
+        job = job_of(ds, per_caller=True)
+        assert_same(await pool.evaluate(shared, "ds", job), evaluate(ds, job))
+        await pool.wait_ready()
+        assert pool.alive == 2 and killed[0] not in pool.pids
+        seen.update(pool.all_pids)
+        assert_same(await pool.evaluate(shared, "ds", job_a), evaluate(ds, job_a))
+        assert pool.restarts == 1
+
+        # A process that dies idle fails nothing; it is replaced too.
+        idle = pool.pids[0]
+        with pidfd(idle) as fd:
+            os.kill(idle, signal.SIGKILL)
+            assert wait_readable([fd])
+        assert_same(await pool.evaluate(shared, "ds", job), evaluate(ds, job))
+        while pool.restarts < 2 or pool.alive < 2:
+            await pool._wake.wait()  # woken on every death and every ready
+        seen.update(pool.all_pids)
+
+        # Shutdown while a request runs: it fails at once, nothing is left.
+        started = anyio.Event()
+        failed = []
+
+        async def doomed():
+            try:
+                await pool.evaluate(shared, "ds", job_a,
+                                    on_progress=lambda d, t: started.set())
+            except InternalError as e:
+                failed.append(e)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(doomed)
+            await started.wait()
+            await pool.aclose()
+        assert failed and "shutting down" in failed[0].message
+    assert len(seen) == 4
+    assert not any(alive(pid) for pid in seen)  # closed, reaped: no orphans, no zombies
+
+
+@pytest.mark.anyio
+async def test_cancelled_owner_leaves_no_process(ds, shared):
+    pids: list[int] = []
+    with anyio.CancelScope() as scope:
+        async with WorkerPool(2, target_span_evaluations=20_000) as pool:
+            pids.extend(pool.all_pids)
+
+            def cancel_owner(done, total):
+                scope.cancel()  # the daemon is cancelled mid-request
+
+            await pool.evaluate(shared, "ds", job_of(ds, grid=BIG_GRID),
+                                on_progress=cancel_owner)
+    assert scope.cancelled_caught and len(pids) == 2
+    assert not any(alive(pid) for pid in pids)
+    with pytest.raises(InternalError):
+        await pool.evaluate(shared, "ds", job_of(ds))
+
+
+def test_daemon_killed_takes_its_pool_processes_along():
+    """Even SIGKILL of the daemon (no clean-up runs) leaves no pool process."""
+    code = ("import anyio\n"
+            "from worker._pool import WorkerPool\n"
+            "async def main():\n"
+            "    async with WorkerPool(2) as pool:\n"
+            "        print(*pool.all_pids, flush=True)\n"
+            "        await anyio.sleep_forever()\n"
+            "anyio.run(main)\n")
+    daemon = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    try:
+        pids = [int(p) for p in daemon.stdout.readline().split()]
+        assert len(pids) == 2
+        fds = [os.pidfd_open(p) for p in pids]
+        try:
+            daemon.kill()
+            daemon.wait()
+            assert wait_readable(fds)  # PR_SET_PDEATHSIG: they died with it
+        finally:
+            for fd in fds:
+                os.close(fd)
+    finally:
+        daemon.kill()
+        daemon.wait()
+        daemon.stdout.close()

@@ -1,0 +1,250 @@
+"""The methods of SPEC section 7, on top of the flows, the cache and the pool.
+
+Where work runs (the concurrency rules):
+
+- The event loop only decodes, dispatches and writes; it never runs a kernel,
+  so ``ping`` is answered while grids run.
+- Small work (under ``Settings.local_evaluations`` call x grid-point
+  evaluations) runs in one worker thread of this process, one request at a
+  time (``_local``: Numba's parallel kernels are not launched from two
+  threads at once). Cancelling such a request answers -32800 at once; the
+  thread finishes its few milliseconds in the background (abandoned).
+- Large work goes to the process pool in chunks; a flow's Python steps
+  (validation, ranking, building results) still run in a worker thread.
+  Cancelling stops the dispatch of its chunks at once (``WorkerPool``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import msgspec
+
+from protocol import ParamGrid
+from protocol import _messages as m
+
+from . import __version__
+from ._cache import DatasetCache, Entry
+from ._callers import grouped_eval_flow, optimize_per_caller_flow
+from ._dataset import Dataset
+from ._errors import InvalidParams
+from ._files import dataset_from_files, estimated_bytes
+from ._jobs import Flow, run_sync
+from ._loaders import dataset_from_columnar, dataset_from_rows
+from ._optimize import optimize_flow, simulate
+from ._progress import Progress
+from ._settings import Settings
+from ._shm import SharedDataset, share_dataset
+from ._validate import grid_size
+
+PROTOCOL_VERSION = "1.0"
+
+
+def _step(flow: Flow, value: Any) -> tuple[bool, Any]:
+    """Advance a flow by one job. A StopIteration must not cross a thread
+    boundary (futures refuse it), so the result comes back as (done, value)."""
+    try:
+        return False, (next(flow) if value is None else flow.send(value))
+    except StopIteration as stop:
+        return True, stop.value
+
+
+def build_source(p: m.DataSource) -> Dataset:
+    """The Dataset of an inline source: exactly one of rows, columns, files."""
+    given = [name for name, present in (
+        ("calls + candles_by_call_id", p.candles_by_call_id is not None),
+        ("calls + candles_columnar", p.candles_columnar is not None),
+        ("calls_path + candles_path", p.calls_path is not None or p.candles_path is not None),
+    ) if present]
+    if len(given) != 1:
+        what = "none" if not given else " and ".join(given)
+        raise InvalidParams(f"give exactly one data source (dataset_id, calls + candles_by_call_id, "
+                            f"calls + candles_columnar, or calls_path + candles_path); got {what}")
+    opts = {"series_key": p.series_key, "on_bad_series": p.on_bad_series}
+    if p.calls_path is not None or p.candles_path is not None:
+        if p.calls_path is None or p.candles_path is None:
+            missing = "calls_path" if p.calls_path is None else "candles_path"
+            raise InvalidParams("files come in pairs: calls_path and candles_path", path=f"$.{missing}")
+        return dataset_from_files(p.calls_path, p.candles_path, **opts)
+    if p.calls is None:
+        raise InvalidParams("inline candles need their calls", path="$.calls")
+    calls = msgspec.to_builtins(p.calls)
+    if p.candles_by_call_id is not None:
+        return dataset_from_rows(calls, msgspec.to_builtins(p.candles_by_call_id), **opts)
+    return dataset_from_columnar(calls, msgspec.structs.asdict(p.candles_columnar), **opts)
+
+
+class Worker:
+    """The daemon's state and its method handlers (``async (params, ctx)``)."""
+
+    def __init__(self, settings: Settings, pool: Any | None, task_group: anyio.abc.TaskGroup) -> None:
+        self.settings = settings
+        self.pool = pool
+        self._tg = task_group
+        self.cache = DatasetCache(settings.cache_bytes, self._close_entry)
+        self.started = time.monotonic()
+        self.shutdown_requested = anyio.Event()
+        self.in_flight: Callable[[], int] = lambda: 0
+        self._local = anyio.CapacityLimiter(1)
+
+    # ------------------------------------------------------------ lifecycle
+
+    def handlers(self) -> dict[str, Callable]:
+        return {
+            "initialize": self.initialize, "ping": self.ping, "loadDataset": self.load_dataset,
+            "dropDataset": self.drop_dataset, "listDatasets": self.list_datasets,
+            "simulate": self.simulate, "optimize": self.optimize,
+            "optimizePerCaller": self.optimize_per_caller, "groupedEval": self.grouped_eval,
+            "stats": self.stats, "shutdown": self.shutdown,
+        }
+
+    def _close_entry(self, entry: Entry) -> None:
+        self._tg.start_soon(self._forget_and_close, entry.shared)
+
+    async def _forget_and_close(self, shared: SharedDataset) -> None:
+        try:
+            if self.pool is not None:
+                await self.pool.forget(shared.path)
+        finally:
+            shared.close()
+
+    def close(self) -> None:
+        """Release every shared file (the daemon is exiting)."""
+        for entry in self.cache.entries():
+            entry.shared.close()
+
+    # ------------------------------------------------------------ simple methods
+
+    async def initialize(self, p: m.InitializeParams, ctx: Any) -> m.InitializeResult:
+        return m.InitializeResult(
+            server="optimizer-worker", version=__version__, protocol_version=PROTOCOL_VERSION,
+            methods=sorted([*m.METHODS, *m.NOTIFICATIONS]),
+            capabilities={"modes": ["capital", "per_trade"], "progress": True, "cancel": True,
+                          "series_keys": ["call_id", "mint"], "file_formats": ["parquet", "csv"],
+                          "max_message_bytes": self.settings.max_message_bytes,
+                          "max_grid_points": self.settings.max_grid_points,
+                          "pool_size": self.settings.pool_size})
+
+    async def ping(self, p: m.Empty, ctx: Any) -> m.Empty:
+        return m.Empty()
+
+    async def stats(self, p: m.Empty, ctx: Any) -> m.StatsResult:
+        pool = self.pool
+        return m.StatsResult(
+            datasets=len(self.cache), bytes=self.cache.nbytes, budget_bytes=self.cache.budget_bytes,
+            requests_in_flight=self.in_flight(), pool_size=0 if pool is None else pool.size,
+            pool_alive=0 if pool is None else pool.alive,
+            pool_restarts=0 if pool is None else pool.restarts,
+            pool_pids=[] if pool is None else list(pool.pids),
+            uptime_s=time.monotonic() - self.started)
+
+    async def shutdown(self, p: m.Empty, ctx: Any) -> m.Empty:
+        # Stop only once the {} is out: SPEC 7 promises the answer, then exit 0.
+        ctx.call_after_response(self.shutdown_requested.set)
+        return m.Empty()
+
+    # ------------------------------------------------------------ datasets
+
+    async def load_dataset(self, p: m.LoadDatasetParams, ctx: Any) -> m.DatasetInfo:
+        if p.dataset_id is not None and not p.dataset_id:
+            raise InvalidParams("dataset_id must not be empty", path="$.dataset_id")
+        if p.calls_path is not None and p.candles_path is not None:
+            self.cache.check_fits(estimated_bytes(p.candles_path), f"candles file {p.candles_path}")
+        ds = await anyio.to_thread.run_sync(build_source, p)
+        self.cache.check_fits(ds.nbytes)
+        shared = await anyio.to_thread.run_sync(share_dataset, ds, self.settings.shm_dir)
+        info = ds.summary()
+        del ds
+        dataset_id = p.dataset_id or self.cache.new_id()
+        self.cache.put(dataset_id, shared, info)
+        return self._info(dataset_id, info)
+
+    @staticmethod
+    def _info(dataset_id: str, info: dict) -> m.DatasetInfo:
+        return msgspec.convert({**info, "dataset_id": dataset_id}, m.DatasetInfo)
+
+    async def drop_dataset(self, p: m.DatasetIdParams, ctx: Any) -> m.DropDatasetResult:
+        freed = self.cache.drop(p.dataset_id)
+        return m.DropDatasetResult(dataset_id=p.dataset_id, dropped=freed > 0, bytes_freed=freed)
+
+    async def list_datasets(self, p: m.Empty, ctx: Any) -> m.ListDatasetsResult:
+        return m.ListDatasetsResult(
+            datasets=[self._info(e.dataset_id, e.info) for e in self.cache.entries()],
+            bytes=self.cache.nbytes, budget_bytes=self.cache.budget_bytes)
+
+    @asynccontextmanager
+    async def _data(self, p: m.DataSource) -> AsyncIterator[tuple[Dataset, SharedDataset | None]]:
+        """The request's dataset: a cache lease, or an inline source built
+        for this request alone (shared with the pool only if it needs it)."""
+        if p.dataset_id is not None:
+            inline = [f for f in ("calls", "candles_by_call_id", "candles_columnar", "calls_path",
+                                  "candles_path") if getattr(p, f) is not None]
+            if inline:
+                raise InvalidParams(f"give dataset_id or an inline source, not both (also got {inline[0]})",
+                                    path=f"$.{inline[0]}")
+            with self.cache.lease(p.dataset_id) as entry:
+                yield entry.shared.dataset, entry.shared
+        else:
+            yield await anyio.to_thread.run_sync(build_source, p), None
+
+    # ------------------------------------------------------------ compute
+
+    def _study_args(self, p: m.OptimizeParams) -> dict[str, Any]:
+        return dict(config=p.simulator_config, mode=p.mode, objective=p.objective,
+                    minimize=p.minimize, constraints=p.constraints, caller_groups=p.caller_groups,
+                    max_points=self.settings.max_grid_points)
+
+    async def simulate(self, p: m.SimulateParams, ctx: Any) -> Any:
+        async with self._data(p) as (ds, _):
+            return await anyio.to_thread.run_sync(
+                lambda: simulate(ds, p.params, config=p.simulator_config, mode=p.mode,
+                                 include_trades=p.include_trades, caller_groups=p.caller_groups),
+                limiter=self._local, abandon_on_cancel=True)
+
+    async def optimize(self, p: m.OptimizeParams, ctx: Any) -> Any:
+        return await self._run(p, ctx, lambda ds: optimize_flow(
+            ds, p.param_grid, top_k=p.top_k, include_all=p.include_all, **self._study_args(p)))
+
+    async def optimize_per_caller(self, p: m.OptimizeParams, ctx: Any) -> Any:
+        return await self._run(p, ctx, lambda ds: optimize_per_caller_flow(
+            ds, p.param_grid, extreme_sl_below=p.extreme_sl_below,
+            extreme_tp_above=p.extreme_tp_above, **self._study_args(p)))
+
+    async def grouped_eval(self, p: m.GroupedEvalParams, ctx: Any) -> Any:
+        return await self._run(p, ctx, lambda ds: grouped_eval_flow(
+            ds, p.param_grid, filter_collapsed=p.filter_collapsed, filter_extreme=p.filter_extreme,
+            grouped_params=p.grouped_params, extreme_sl_below=p.extreme_sl_below,
+            extreme_tp_above=p.extreme_tp_above, **self._study_args(p)))
+
+    async def _run(self, p: m.OptimizeParams, ctx: Any, make_flow: Callable[[Dataset], Flow]) -> Any:
+        async with self._data(p) as (ds, shared):
+            async with Progress(ctx, p.progress_token, unit="runs") as progress:
+                flow = make_flow(ds)
+                points = grid_size(p.param_grid or ParamGrid())
+                if self.pool is None or ds.n_calls * points <= self.settings.local_evaluations:
+                    return await anyio.to_thread.run_sync(run_sync, ds, flow, limiter=self._local,
+                                                          abandon_on_cancel=True)
+                return await self._run_on_pool(ds, shared, flow, progress)
+
+    async def _run_on_pool(self, ds: Dataset, shared: SharedDataset | None, flow: Flow,
+                           progress: Progress) -> Any:
+        owned = shared is None  # an inline dataset is shared for this request only
+        if owned:
+            shared = await anyio.to_thread.run_sync(share_dataset, ds, self.settings.shm_dir)
+        try:
+            done, value = await anyio.to_thread.run_sync(_step, flow, None)
+            while not done:
+                job = value
+                progress.add_total(job.n_items)
+                arrays = await self.pool.evaluate(shared, shared.path, job,
+                                                  on_progress=progress.chunk_done)
+                done, value = await anyio.to_thread.run_sync(_step, flow, arrays)
+            return value
+        finally:
+            if owned:
+                with anyio.CancelScope(shield=True):
+                    await self._forget_and_close(shared)

@@ -1,0 +1,134 @@
+"""Server lifecycle: start, serve stdio or a Unix socket, stop cleanly.
+
+Start: claim stdout for the protocol (stdio mode), configure logging, start
+the pool (its processes load every kernel from Numba's on-disk cache) and
+warm this process's kernels too, then serve. No request is read before the
+kernels are warm, so none pays for compilation.
+
+Stop, on any of: EOF on stdin (stdio mode: requests already read are
+answered first), ``shutdown`` (after its ``{}`` is written), SIGTERM or
+SIGINT (requests still running are cancelled). Then the pool's processes are
+ended (no orphans), shared dataset files are removed and the socket file is
+unlinked; the process exits 0. A socket client that disconnects has its own
+requests cancelled; the daemon keeps serving the others.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import threading
+from contextlib import AsyncExitStack
+
+import anyio
+import structlog
+
+from ._errors import WorkerError
+from ._handlers import Worker
+from ._jsonrpc import Dispatcher
+from ._logging import configure_logging
+from ._pool import WorkerPool
+from ._settings import Settings
+from ._shm import remove_stale_files
+from ._transport import claim_stdio, peer_uid, unix_listener
+from ._warm import warm_kernels
+
+log = structlog.get_logger()
+
+
+def serve(settings: Settings, *, socket_path: str | None = None, log_level: str = "info") -> int:
+    """Run the daemon until it is told to stop; returns the exit code."""
+    stdio = claim_stdio() if socket_path is None else None
+    configure_logging(log_level)
+    try:
+        anyio.run(_main, settings, socket_path, stdio)
+    except WorkerError as exc:
+        log.error("startup failed", error=exc.message)
+        return 2
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+async def _main(settings: Settings, socket_path: str | None, stdio) -> None:
+    remove_stale_files(settings.shm_dir)
+    async with AsyncExitStack() as stack:
+        listener = await unix_listener(socket_path) if socket_path else None
+        if listener is not None:
+            stack.push_async_callback(listener.aclose)
+            stack.callback(_unlink, os.path.abspath(socket_path))
+        pool = WorkerPool(settings.pool_size) if settings.pool_size > 0 else None
+        seconds = await _start(stack, pool)
+        async with anyio.create_task_group() as tg:
+            worker = Worker(settings, pool, tg)
+            stack.callback(worker.close)
+            dispatcher = Dispatcher()
+            for name, handler in worker.handlers().items():
+                dispatcher.register(name, handler)
+            worker.in_flight = dispatcher.in_flight_count
+            log.info("ready", transport="socket" if listener else "stdio", socket=socket_path,
+                     pool_size=settings.pool_size, warm_s=round(seconds, 3), pid=os.getpid())
+            tg.start_soon(_stop_on_signal, tg.cancel_scope)
+            tg.start_soon(_stop_on_shutdown, worker, tg.cancel_scope)
+            if listener is None:
+                # EOF on stdin: answer what is in flight (``printf req | serve``
+                # works), then stop. A client that vanished fails the writes.
+                await dispatcher.serve(stdio, stdio, conn_id="stdio", drain_on_eof=True,
+                                       max_message_bytes=settings.max_message_bytes)
+                tg.cancel_scope.cancel()
+            else:
+                await listener.serve(lambda s: _connection(dispatcher, settings, s))
+    log.info("stopped")
+
+
+async def _start(stack: AsyncExitStack, pool: WorkerPool | None) -> float:
+    """Start the pool and warm this process's kernels at the same time; the
+    warm-up runs on a plain thread so the pool's context is entered (and
+    later left) in this task, outside any task group."""
+    result: list[float] = []
+    warm = threading.Thread(target=lambda: result.append(warm_kernels()), name="warm-kernels")
+    warm.start()
+    if pool is not None:
+        await stack.enter_async_context(pool)
+    await anyio.to_thread.run_sync(warm.join)
+    if not result:
+        raise WorkerError("warming the kernels failed; see the traceback above")
+    return result[0]
+
+
+_conn_ids = itertools.count(1)
+
+
+async def _connection(dispatcher: Dispatcher, settings: Settings, stream) -> None:
+    conn_id = f"socket-{next(_conn_ids)}"
+    async with stream:
+        uid = peer_uid(stream)
+        if uid != os.getuid():
+            log.warning("connection refused", conn=conn_id, peer_uid=uid, reason="another user")
+            return
+        log.info("connected", conn=conn_id)
+        await dispatcher.serve(stream, stream, conn_id=conn_id,
+                               max_message_bytes=settings.max_message_bytes)
+        log.info("disconnected", conn=conn_id)
+
+
+async def _stop_on_signal(scope: anyio.CancelScope) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            log.info("signal", signal=signal.Signals(signum).name)
+            scope.cancel()
+            return
+
+
+async def _stop_on_shutdown(worker: Worker, scope: anyio.CancelScope) -> None:
+    await worker.shutdown_requested.wait()
+    log.info("shutdown requested")
+    scope.cancel()
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

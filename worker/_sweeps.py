@@ -30,6 +30,34 @@ _N_METRICS = len(CAPITAL_METRICS)
 assert _N_METRICS == len(PER_TRADE_METRICS)  # one metric matrix serves both modes
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def _call_exit_nb(calls, i, tp_ts, sl_ts, hold_ts, hold_px, entry_px, tp_mult, sl_mult,
+                  sl_first):
+    """(exit time, exit price, reason, minutes held) of call ``i``'s trade."""
+    exit_t, exit_px, reason = _resolve_exit_nb(
+        tp_ts[i], sl_ts[i], hold_ts[i], hold_px[i],
+        np.int64(calls[3, i]), calls[4, i], entry_px, tp_mult, sl_mult, sl_first)
+    return exit_t, exit_px, reason, (exit_t - np.int64(calls[2, i])) / 60_000.0
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _tally_nb(value, wins, pos_sum, neg_sum):
+    """A trade's pnl (or return) into wins and the two sides of profit factor."""
+    if value > 0:
+        return wins + 1, pos_sum + value, neg_sum
+    return wins, pos_sum, neg_sum + value
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _record_nb(rec, r, size, pnl, exit_t, exit_px, reason):
+    rec[r, 0] = ENTERED
+    rec[r, 1] = size
+    rec[r, 2] = pnl
+    rec[r, 3] = exit_t
+    rec[r, 4] = exit_px
+    rec[r, 5] = reason
+
+
 @nb.njit(cache=True, nogil=True)
 def _first_row_at_or_after_nb(call_ts, sel, lo, hi, t):
     """First ``r`` in ``[lo, hi)`` with ``call_ts[sel[r]] >= t`` (else ``hi``);
@@ -120,30 +148,20 @@ def capital_run_nb(calls, sel, tp_ts, sl_ts, hold_ts, hold_px, tp_mult, sl_mult,
             continue
         free -= size
         open_sum += size
-        exit_t, exit_px, reason = _resolve_exit_nb(
-            tp_ts[i], sl_ts[i], hold_ts[i], hold_px[i],
-            np.int64(calls[3, i]), calls[4, i], entry_px, tp_mult, sl_mult, sl_first)
+        exit_t, exit_px, reason, held = _call_exit_nb(
+            calls, i, tp_ts, sl_ts, hold_ts, hold_px, entry_px, tp_mult, sl_mult, sl_first)
         fee = size * cost_bps / 10_000 * 2
         pnl = size * (exit_px / entry_px - 1) - fee
         exits[reason] += 1
-        if pnl > 0:
-            wins += 1
-            pos_sum += pnl
-        else:
-            neg_sum += pnl
+        wins, pos_sum, neg_sum = _tally_nb(pnl, wins, pos_sum, neg_sum)
         fees += fee
-        hold_min += (exit_t - np.int64(calls[2, i])) / 60_000.0
+        hold_min += held
         slot = heap[n_open]
         h_ts[slot], h_order[slot], h_size[slot], h_pnl[slot] = exit_t, trades, size, pnl
         n_open = heap_push_nb(heap, h_ts, h_order, n_open)
         trades += 1
         if record:
-            rec[r, 0] = ENTERED
-            rec[r, 1] = size
-            rec[r, 2] = pnl
-            rec[r, 3] = exit_t
-            rec[r, 4] = exit_px
-            rec[r, 5] = reason
+            _record_nb(rec, r, size, pnl, exit_t, exit_px, reason)
         r += 1
     metrics[0] = free
     metrics[1] = free / initial - 1
@@ -185,27 +203,17 @@ def per_trade_run_nb(calls, sel, tp_ts, sl_ts, hold_ts, hold_px, tp_mult, sl_mul
             if record:
                 rec[r, 0] = NO_ENTRY
             continue
-        exit_t, exit_px, reason = _resolve_exit_nb(
-            tp_ts[i], sl_ts[i], hold_ts[i], hold_px[i],
-            np.int64(calls[3, i]), calls[4, i], entry_px, tp_mult, sl_mult, sl_first)
+        exit_t, exit_px, reason, held = _call_exit_nb(
+            calls, i, tp_ts, sl_ts, hold_ts, hold_px, entry_px, tp_mult, sl_mult, sl_first)
         ret = exit_px / entry_px - 1 - cost
         rets[trades] = ret
         trades += 1
         exits[reason] += 1
-        if ret > 0:
-            wins += 1
-            pos_sum += ret
-        else:
-            neg_sum += ret
+        wins, pos_sum, neg_sum = _tally_nb(ret, wins, pos_sum, neg_sum)
         total_r += ret / risk
-        hold_min += (exit_t - np.int64(calls[2, i])) / 60_000.0
+        hold_min += held
         if record:
-            rec[r, 0] = ENTERED
-            rec[r, 1] = 1.0
-            rec[r, 2] = ret
-            rec[r, 3] = exit_t
-            rec[r, 4] = exit_px
-            rec[r, 5] = reason
+            _record_nb(rec, r, 1.0, ret, exit_t, exit_px, reason)
     total = 0.0
     for k in range(trades):
         total += rets[k]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import msgspec
 import numpy as np
@@ -191,3 +193,59 @@ def test_stdout_carries_only_protocol(daemon):
         msg = json.loads(line)
         for m in msg if isinstance(msg, list) else [msg]:
             assert m["jsonrpc"] == "2.0" and ("id" in m or "method" in m)
+
+
+def test_nan_price_is_rejected(daemon, payload):
+    bad = json.loads(json.dumps(payload))
+    key = next(iter(bad["candles_by_call_id"]))
+    bad["candles_by_call_id"][key][2]["high"] = float("nan")  # json.dumps writes NaN
+    line = json.dumps({"jsonrpc": "2.0", "id": "nan", "method": "loadDataset", "params": bad})
+    daemon.client.send_raw(line.encode() + b"\n")
+    err = daemon.client.wait_for(
+        lambda: next((m["error"] for m in map(json.loads, daemon.client.raw_lines)
+                      if isinstance(m, dict) and "error" in m and m["id"] in ("nan", None)
+                      and m["error"]["code"] in (-32700, -32002)), None), "NaN rejection")
+    # NaN is not JSON: the line is a parse error (a NaN that slipped through
+    # another way would be a -32002 "finite_positive_price" from the loader).
+    assert err["code"] == -32700
+    assert daemon.client.result("ping") == {}
+
+
+def test_dataset_over_the_cache_budget_is_a_resource_limit(payload, tmp_path):
+    d = Daemon("--pool-size", "0", "--cache-bytes", "1000")
+    try:
+        err = d.client.call("loadDataset", payload)["error"]
+        assert err["code"] == -32003 and "budget" in err["message"]
+        assert d.client.result("listDatasets")["datasets"] == []
+    finally:
+        d.kill()
+
+
+def test_one_json_log_line_per_request_on_stderr(tmp_path, payload):
+    log = tmp_path / "stderr.log"
+    d = Daemon("--pool-size", "0", stderr_path=str(log))
+    try:
+        d.client.result("ping")
+        d.client.call("optimize", {"dataset_id": "nope"})
+        d.client.result("shutdown")
+        assert d.wait() == 0
+    finally:
+        d.kill()
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    requests = [e for e in events if e.get("event") == "request"]
+    assert [r["method"] for r in requests] == ["ping", "optimize", "shutdown"]
+    assert requests[1]["outcome"] == "error" and requests[1]["code"] == -32001
+    assert all("duration_ms" in r and "id" in r for r in requests)
+
+
+def test_library_prints_cannot_reach_the_protocol_stream():
+    """After claim_stdio, print() and raw writes to fd 1 land on stderr."""
+    code = ("import os, sys\n"
+            "from worker._transport import claim_stdio\n"
+            "s = claim_stdio()\n"
+            "print('noise from a library')\n"
+            "os.write(1, b'raw fd 1 noise\\n')\n"
+            "os.write(s._wfd, b'{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\\n')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True)
+    assert out.stdout == b'{"jsonrpc":"2.0","id":1,"result":{}}\n'
+    assert b"noise from a library" in out.stderr and b"raw fd 1 noise" in out.stderr

@@ -36,21 +36,13 @@ from ._files import dataset_from_files, estimated_bytes
 from ._jobs import Flow, run_sync
 from ._loaders import dataset_from_columnar, dataset_from_rows
 from ._optimize import optimize_flow, simulate
+from ._pool import run_flow
 from ._progress import Progress
 from ._settings import Settings
 from ._shm import SharedDataset, share_dataset
 from ._validate import grid_size
 
 PROTOCOL_VERSION = "1.0"
-
-
-def _step(flow: Flow, value: Any) -> tuple[bool, Any]:
-    """Advance a flow by one job. A StopIteration must not cross a thread
-    boundary (futures refuse it), so the result comes back as (done, value)."""
-    try:
-        return False, (next(flow) if value is None else flow.send(value))
-    except StopIteration as stop:
-        return True, stop.value
 
 
 def build_source(p: m.DataSource) -> Dataset:
@@ -236,14 +228,9 @@ class Worker:
         if owned:
             shared = await anyio.to_thread.run_sync(share_dataset, ds, self.settings.shm_dir)
         try:
-            done, value = await anyio.to_thread.run_sync(_step, flow, None)
-            while not done:
-                job = value
-                progress.add_total(job.n_items)
-                arrays = await self.pool.evaluate(shared, shared.path, job,
-                                                  on_progress=progress.chunk_done)
-                done, value = await anyio.to_thread.run_sync(_step, flow, arrays)
-            return value
+            return await run_flow(self.pool, shared, shared.path, flow,
+                                  on_job=lambda job: progress.add_total(job.n_items),
+                                  on_progress=progress.chunk_done)
         finally:
             if owned:
                 with anyio.CancelScope(shield=True):

@@ -68,13 +68,21 @@ def evaluate(ds: Dataset, job: GridJob, span: tuple[int, int] | None = None,
     return run_grid(sweep, job_groups(ds, job, sweep), job.config, job.mode, span)
 
 
+def step(flow: Flow[R], arrays: Arrays | None) -> tuple[bool, Any]:
+    """Advance ``flow`` by one job: ``(False, next job)`` or ``(True, result)``.
+
+    Returned rather than raised as StopIteration, which cannot cross a
+    thread boundary (the daemon runs steps on a worker thread).
+    """
+    try:
+        return False, (next(flow) if arrays is None else flow.send(arrays))
+    except StopIteration as stop:
+        return True, stop.value
+
+
 def run_sync(ds: Dataset, flow: Flow[R]) -> R:
     """Drive a flow to its result, evaluating every job in this process."""
-    try:
-        job = next(flow)
-        while True:
-            job = flow.send(evaluate(ds, job))
-    except StopIteration as stop:
-        return stop.value
-
-
+    done, value = step(flow, None)
+    while not done:
+        done, value = step(flow, evaluate(ds, value))
+    return value

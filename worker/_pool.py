@@ -31,7 +31,7 @@ Use::
     async with WorkerPool(size) as pool:
         shared = share_dataset(ds)           # once per dataset; keep shared.dataset
         metrics, exits, skipped = await pool.evaluate(shared, "ds-1", job)
-        result = await run_flow(pool, shared, "ds-1", optimize_flow(shared.dataset))
+        result = await run_flow(pool, shared, "ds-1", optimize_flow(shared.dataset))  # whole flows
         ...
         await pool.forget("ds-1"); shared.close()
 """
@@ -58,7 +58,7 @@ from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from ._errors import InternalError
-from ._jobs import Flow, GridJob, evaluate
+from ._jobs import Flow, GridJob, step
 from ._pool_child import HEADER, decode_payload, encode_frame, pack_array, unpack_array
 from ._shm import SharedDataset
 
@@ -681,28 +681,25 @@ class WorkerPool:
 
 
 async def run_flow(pool: WorkerPool, shared: SharedDataset, dataset_key: str, flow: Flow[R],
-                   *, on_progress: Callable[[int, int], None] | None = None,
-                   inline_below: int = 0) -> R:
+                   *, on_job: Callable[[GridJob], None] | None = None,
+                   on_progress: Callable[[int, int], None] | None = None) -> R:
     """``worker._jobs.run_sync`` on the pool: drive ``flow`` (built on
     ``shared.dataset``) to its result, every job evaluated by ``pool``.
 
-    ``on_progress(done, total)`` is passed to each job's ``evaluate`` (a flow
-    may yield several jobs, one after the other). Jobs of fewer than
-    ``inline_below`` evaluations run in this process instead (no round trip;
-    they block the event loop for their duration, so keep it small).
+    The flow's own steps (validation, ranking, building results) run on a
+    worker thread so the event loop stays free to answer other requests.
+    ``on_job(job)`` is told of each job as it starts (a flow may yield
+    several, one after the other); ``on_progress(done, total)`` follows the
+    running job's spans.
     """
     try:
-        job = next(flow)
-        while True:
-            if job.n_evaluations < inline_below:
-                arrays = evaluate(shared.dataset, job)
-                if on_progress is not None:
-                    on_progress(job.n_items, job.n_items)
-            else:
-                arrays = await pool.evaluate(shared, dataset_key, job, on_progress=on_progress)
-            job = flow.send(arrays)
-    except StopIteration as stop:
-        return stop.value
+        done, value = await anyio.to_thread.run_sync(step, flow, None)
+        while not done:
+            if on_job is not None:
+                on_job(value)
+            arrays = await pool.evaluate(shared, dataset_key, value, on_progress=on_progress)
+            done, value = await anyio.to_thread.run_sync(step, flow, arrays)
+        return value
     finally:
         flow.close()
 

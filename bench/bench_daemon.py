@@ -7,6 +7,8 @@ dataset (2,880 one-minute candles each) and prints:
 - a 100-call, 30-point ``optimize`` (default grid, capital mode, by
   ``dataset_id``): median;
 - the first ``optimize`` after start, to show it compiles nothing;
+- ping while a long grid runs on the pool, and the time from ``cancel`` to
+  the cancelled request's -32800 (targets: 10 ms and 100 ms);
 - the same optimize done the old way, a fresh Python process per request
   (start, import, load the Parquet files, optimize, print), and the ratio.
 
@@ -58,10 +60,50 @@ class StdioClient:
                     raise RuntimeError(reply["error"])
                 return reply["result"]
 
+    def send(self, method: str, params: dict | None = None) -> int:
+        self.n += 1
+        msg = {"jsonrpc": "2.0", "id": self.n, "method": method, "params": params or {}}
+        self.proc.stdin.write(json.dumps(msg).encode() + b"\n")
+        self.proc.stdin.flush()
+        return self.n
+
+    def read(self) -> dict:
+        return json.loads(self.proc.stdout.readline())
+
     def timed(self, method: str, params: dict | None = None) -> float:
         t = time.perf_counter()
         self.call(method, params)
         return time.perf_counter() - t
+
+
+LONG_GRID = {"tp_mults": [round(1.1 + 0.1 * i, 2) for i in range(50)],
+             "sl_mults": [round(0.5 + 0.01 * i, 2) for i in range(40)],
+             "max_hold_hrs": list(range(1, 51))}   # 100,000 points: seconds of pool work
+
+
+def under_load(client: StdioClient) -> tuple[list[float], float]:
+    """Pings sent one at a time while a long optimize runs on the pool, then
+    the time from sending ``cancel`` to reading the optimize's -32800."""
+    long_id = client.send("optimize", {"dataset_id": "d", "param_grid": LONG_GRID,
+                                       "progress_token": "long"})
+    while client.read().get("params", {}).get("value", {}).get("kind") != "report":
+        pass  # wait until pool work is under way
+    pings = []
+    for _ in range(50):
+        t = time.perf_counter()
+        ping_id = client.send("ping")
+        while client.read().get("id") != ping_id:
+            pass  # progress notifications interleave
+        pings.append(time.perf_counter() - t)
+    t = time.perf_counter()
+    client.send("cancel", {"id": long_id})
+    while True:
+        msg = client.read()
+        if msg.get("id") == long_id:
+            cancel_ms = (time.perf_counter() - t) * 1e3
+            assert msg["error"]["code"] == -32800, msg
+            break
+    return pings, cancel_ms
 
 
 def line(name: str, text: str) -> None:
@@ -105,6 +147,10 @@ def main() -> None:
                                                 f"p99 {percentile(opts, 0.99) * 1e3:.3f} ms (target < 2 ms)")
         line("  first optimize after start", f"{first * 1e3:8.3f} ms = {first / median:.1f}x the "
                                              f"median (no compile: a compile takes seconds)")
+        busy_pings, cancel_ms = under_load(client)
+        line("ping while a long grid runs", f"{statistics.median(busy_pings) * 1e3:8.3f} ms median, "
+                                            f"max {max(busy_pings) * 1e3:.2f} ms (target < 10 ms)")
+        line("cancel to -32800", f"{cancel_ms:8.2f} ms (target < 100 ms)")
         client.call("shutdown")
         proc.wait(30)
 

@@ -148,6 +148,10 @@ class _Server:
         if op == "eval":
             try:
                 reply = self.eval(msg)
+            except FileNotFoundError as e:
+                # The dataset was dropped after this span was sent (its request
+                # was cancelled or the daemon is stopping): expected, no trace.
+                reply = {"ok": False, "error": f"dataset file is gone: {e.filename}"}
             except Exception as e:  # the request fails, this process carries on
                 traceback.print_exc(file=sys.stderr)
                 reply = {"ok": False, "error": f"{type(e).__name__}: {e}"}
@@ -166,6 +170,9 @@ class _Server:
 def _log(text: str) -> None:
     sys.stderr.write(f"optimizer-worker pool process {os.getpid()}: {text}\n")
     sys.stderr.flush()
+
+
+_NICENESS = 5
 
 
 def _die_with_parent() -> None:
@@ -195,6 +202,9 @@ def main() -> int:
     # The daemon decides when we stop: Ctrl-C in a terminal goes to it, not us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
+    # Grid work yields the CPU to the daemon's own event loop: with every core
+    # busy in the pool, ping and cancel must still be answered at once.
+    os.nice(_NICENESS)
     # Frames get private fds; fd 1 becomes stderr and fd 0 /dev/null.
     out_fd, in_fd = os.dup(1), os.dup(0)
     os.dup2(2, 1)

@@ -124,9 +124,20 @@ class Daemon:
 
 
 def connect(path: str) -> tuple[LineClient, socket.socket]:
+    """A client on the socket at ``path``; end it with ``hang_up(sock)``."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(path)
     return LineClient(sock.makefile("rb"), sock.sendall), sock
+
+
+def hang_up(sock: socket.socket) -> None:
+    """Really close a ``connect()`` socket: its LineClient's ``makefile`` keeps
+    the fd open through ``close()`` alone, so the daemon would see no EOF."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already disconnected by the daemon
+    sock.close()
 
 
 def pid_alive(pid: int) -> bool:

@@ -298,7 +298,7 @@ async def test_failure_in_pool_process_fails_that_request_only(pool, ds, tmp_pat
     os.unlink(gone.path)  # pool processes cannot map it
     with pytest.raises(InternalError) as err:
         await pool.evaluate(gone, "gone", job_of(ds))
-    assert err.value.code == -32603 and "FileNotFoundError" in err.value.message
+    assert err.value.code == -32603 and f"dataset file is gone: {gone.path}" in err.value.message
     gone.close()
     job = job_of(ds)
     ok = share_dataset(ds, str(tmp_path))

@@ -4,7 +4,9 @@
 cancel scope, so a long ``optimize`` never delays a ``ping`` on the same
 connection. Each response line is written as soon as it is ready, under a lock
 so lines never interleave. Params are decoded by one reusable typed msgspec
-decoder per method, built from ``protocol._messages.METHODS``.
+decoder per method, built from ``protocol._messages.METHODS``. Messages as
+bytes (decoding a line, encoding responses, the error codes) are
+``worker._jsonrpc_wire``; this module holds the connections and the dispatch.
 
 Error rules are the JSON-RPC 2.0 specification's: -32700 for invalid JSON,
 -32600 for anything that is not a Request object (and for a line over
@@ -37,109 +39,19 @@ from protocol._messages import METHODS, CancelParams, CancelResult
 
 from ._errors import WorkerError
 from ._framing import LineReader, LineTooLong
+from ._jsonrpc_wire import (INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND,
+                            PARSE_ERROR, REQUEST_CANCELLED, Rejection, Request, decode_message,
+                            encode_error, encode_notification, encode_result, first_byte, shown,
+                            split_path)
 
 __all__ = ["Dispatcher", "Handler", "RequestContext"]
 
-PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND = -32700, -32600, -32601
-INVALID_PARAMS, INTERNAL_ERROR, REQUEST_CANCELLED = -32602, -32603, -32800
 CANCEL_METHODS = ("cancel", "$/cancelRequest")
 
 Handler = Callable[[Any, "RequestContext"], Awaitable[Any]]
 Callback = Callable[[], None]
 
-_UNSET = msgspec.UNSET
 _PEER_GONE = (anyio.BrokenResourceError, anyio.ClosedResourceError)
-
-
-# --- reading and writing messages ---------------------------------------------
-
-class _Envelope(msgspec.Struct):
-    """A message as read. Members are untyped so each rule is checked on its
-    own: a bad ``method`` still lets a good ``id`` be echoed."""
-
-    jsonrpc: Any = _UNSET
-    method: Any = _UNSET
-    id: Any = _UNSET
-    params: msgspec.Raw | msgspec.UnsetType = _UNSET
-
-
-_MESSAGE_DECODER = msgspec.json.Decoder(_Envelope | list[msgspec.Raw])
-_ENTRY_DECODER = msgspec.json.Decoder(_Envelope)
-_ENCODER = msgspec.json.Encoder()
-
-
-def _encode_result(id_: Any, result: Any) -> bytes:
-    return _ENCODER.encode({"jsonrpc": "2.0", "id": id_, "result": result})
-
-
-def _encode_error(id_: Any, code: int, message: str, data: Any = None) -> bytes:
-    error = {"code": code, "message": message}
-    if data is not None:
-        error["data"] = data
-    return _ENCODER.encode({"jsonrpc": "2.0", "id": id_, "error": error})
-
-
-class _Request(NamedTuple):
-    method: str
-    id: Any  # _UNSET for a notification
-    params: msgspec.Raw | None  # None when the member is absent
-
-    @property
-    def is_notification(self) -> bool:
-        return self.id is _UNSET
-
-
-class _Rejection(NamedTuple):
-    """A message that is not a valid Request object: always answered."""
-
-    id: Any
-    message: str
-
-
-def _parse_entry(raw: msgspec.Raw) -> _Request | _Rejection:
-    try:
-        return _parse(_ENTRY_DECODER.decode(raw))
-    except msgspec.ValidationError:
-        return _Rejection(None, "invalid request: a batch entry must be an object")
-
-
-def _parse(env: _Envelope) -> _Request | _Rejection:
-    id_ = env.id
-    id_ok = id_ is _UNSET or id_ is None or isinstance(id_, str) or (
-        isinstance(id_, int) and not isinstance(id_, bool))
-    echo = id_ if id_ok and id_ is not _UNSET else None
-    if env.jsonrpc != "2.0":
-        return _Rejection(echo, f'invalid request: "jsonrpc" must be "2.0", got {_shown(env.jsonrpc)}')
-    if not id_ok:
-        return _Rejection(None, f'invalid request: "id" must be a string, an integer or null, '
-                                f'got {type(id_).__name__}')
-    if not isinstance(env.method, str):
-        return _Rejection(echo, f'invalid request: "method" must be a string, got {_shown(env.method)}')
-    params = None if env.params is _UNSET else env.params
-    if params is not None and _first_byte(params) not in (b"{", b"["):
-        return _Rejection(echo, 'invalid request: "params" must be an object or an array')
-    return _Request(env.method, id_, params)
-
-
-def _shown(value: Any) -> str:
-    """A bad member as an error message shows it: briefly (it may be huge)."""
-    text = "nothing" if value is _UNSET else repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _first_byte(raw: msgspec.Raw) -> bytes:
-    """Tells an object from an array without decoding it (msgspec strips the
-    whitespace around a Raw value)."""
-    with memoryview(raw) as view:
-        return bytes(view[:1])
-
-
-def _split_path(message: str) -> tuple[str, str]:
-    """msgspec ends a ValidationError with `` - at `$.a.b[2]` ``; split it off."""
-    head, sep, tail = message.rpartition(" - at `")
-    if sep and tail.endswith("`"):
-        return head, tail[:-1]
-    return message, "$"
 
 
 # --- connection state -----------------------------------------------------------
@@ -155,7 +67,7 @@ class _Outcome(NamedTuple):
 class _Call:
     """A request being handled: what ``cancel`` needs to stop and answer it."""
 
-    request: _Request
+    request: Request
     sink: _Sink
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     cancelled: bool = False
@@ -169,7 +81,7 @@ class _Call:
     def outcome(self, code: int, message: str, data: Any = None, *,
                 exc: BaseException | None = None) -> _Outcome:
         """This call's error outcome (-32800 counts as cancelled)."""
-        response = b"" if self.request.is_notification else _encode_error(
+        response = b"" if self.request.is_notification else encode_error(
             self.request.id, code, message, data)
         return _Outcome(response, "cancelled" if code == REQUEST_CANCELLED else "error", code, exc)
 
@@ -216,7 +128,7 @@ class _Connection:
         call.cancel()
         # Answer now: the handler may need a while to notice (a thread it is
         # waiting for), and the client should not wait for that.
-        await call.answer(_encode_error(id_, REQUEST_CANCELLED, "request cancelled"))
+        await call.answer(encode_error(id_, REQUEST_CANCELLED, "request cancelled"))
         return True
 
 
@@ -267,8 +179,7 @@ class RequestContext:
 
     async def notify(self, method: str, params: Any) -> None:
         """Send a notification (e.g. ``$/progress``) on this connection."""
-        message = {"jsonrpc": "2.0", "method": method, "params": params}
-        await self._conn.write(_ENCODER.encode(message) + b"\n")
+        await self._conn.write(encode_notification(method, params) + b"\n")
 
     def call_after_response(self, callback: Callback) -> None:
         """Run ``callback()`` once the response line is written (or dropped, the
@@ -350,38 +261,33 @@ class Dispatcher:
 
     def _accept(self, conn: _Connection, line: bytearray | LineTooLong) -> None:
         if isinstance(line, LineTooLong):
-            self._reject(conn, _Sink(conn), _Rejection(
+            self._reject(conn, _Sink(conn), Rejection(
                 None, f"invalid request: message of {line.length} bytes exceeds "
                       f"max_message_bytes ({line.limit})"),
                 data={"length": line.length, "limit": line.limit})
             return
         try:
-            message = _MESSAGE_DECODER.decode(line)
-        except msgspec.ValidationError:  # valid JSON, neither object nor array
-            message = _Rejection(None, "invalid request: a message must be an object or an "
-                                       "array (a batch)")
+            message = decode_message(line)
         except msgspec.DecodeError as exc:
-            self._reject(conn, _Sink(conn), _Rejection(None, f"parse error: {exc}"),
+            self._reject(conn, _Sink(conn), Rejection(None, f"parse error: {exc}"),
                          code=PARSE_ERROR)
             return
         if not isinstance(message, list):
-            self._admit(conn, _Sink(conn), message if isinstance(message, _Rejection)
-                        else _parse(message))
+            self._admit(conn, _Sink(conn), message)
         elif not message:
-            self._reject(conn, _Sink(conn), _Rejection(None, "invalid request: empty batch"))
+            self._reject(conn, _Sink(conn), Rejection(None, "invalid request: empty batch"))
         else:
-            entries = [_parse_entry(raw) for raw in message]
-            answered = sum(not (isinstance(e, _Request) and e.is_notification) for e in entries)
+            answered = sum(not (isinstance(e, Request) and e.is_notification) for e in message)
             sink = _Sink(conn, batch_size=answered)
-            for entry in entries:
+            for entry in message:
                 self._admit(conn, sink, entry)
 
-    def _admit(self, conn: _Connection, sink: _Sink, request: _Request | _Rejection) -> None:
-        if isinstance(request, _Rejection):
+    def _admit(self, conn: _Connection, sink: _Sink, request: Request | Rejection) -> None:
+        if isinstance(request, Rejection):
             self._reject(conn, sink, request)
-        elif request.id is not None and request.id is not _UNSET and request.id in conn.by_id:
-            self._reject(conn, sink, _Rejection(
-                request.id, f"invalid request: id {_shown(request.id)} is already used by a "
+        elif request.id is not None and not request.is_notification and request.id in conn.by_id:
+            self._reject(conn, sink, Rejection(
+                request.id, f"invalid request: id {shown(request.id)} is already used by a "
                             f"request in flight on this connection"))
         else:
             call = _Call(request, sink)
@@ -390,11 +296,11 @@ class Dispatcher:
                 conn.by_id[request.id] = call
             conn.tg.start_soon(self._run, conn, call)
 
-    def _reject(self, conn: _Connection, sink: _Sink, rejection: _Rejection, *,
+    def _reject(self, conn: _Connection, sink: _Sink, rejection: Rejection, *,
                 code: int = INVALID_REQUEST, data: Any = None) -> None:
         self._log.info("request", id=rejection.id, method=None, conn_id=conn.conn_id,
                        duration_ms=0.0, outcome="error", code=code)
-        conn.tg.start_soon(sink.put, _encode_error(rejection.id, code, rejection.message, data), [])
+        conn.tg.start_soon(sink.put, encode_error(rejection.id, code, rejection.message, data), [])
 
     # Handling side: one task per request.
 
@@ -418,14 +324,14 @@ class Dispatcher:
         if call.cancelled:  # cancelled before its task started: do not start the handler
             return call.outcome(REQUEST_CANCELLED, "request cancelled")
         if method is None:
-            return call.outcome(METHOD_NOT_FOUND, f"method not found: {_shown(request.method)}")
-        if request.params is not None and _first_byte(request.params) == b"[":
+            return call.outcome(METHOD_NOT_FOUND, f"method not found: {shown(request.method)}")
+        if request.params is not None and first_byte(request.params) == b"[":
             return call.outcome(INVALID_PARAMS, "params must be an object (named parameters); "
                                                 "this worker takes no positional params")
         try:
             params = method.decoder.decode(b"{}" if request.params is None else request.params)
         except msgspec.ValidationError as exc:
-            message, path = _split_path(str(exc))
+            message, path = split_path(str(exc))
             return call.outcome(INVALID_PARAMS, message, {"path": path})
         # The raw params keep the whole input line alive (maybe hundreds of MB):
         # let it go while the handler runs.
@@ -435,7 +341,7 @@ class Dispatcher:
                 result = await method.handler(params, RequestContext(call, conn))
                 # A notification's result is dropped unencoded.
                 return _Outcome(b"" if request.is_notification
-                                else _encode_result(request.id, result), "ok")
+                                else encode_result(request.id, result), "ok")
             except WorkerError as exc:
                 return call.outcome(exc.code, exc.message, exc.data)
             except Exception as exc:  # a bug in a handler: answer, log, keep serving

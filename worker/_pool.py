@@ -26,6 +26,11 @@ spans on datasets in shared memory.
   every process is reaped. Pool processes also ask the kernel to kill them
   when the daemon dies (``PR_SET_PDEATHSIG``), so none is ever orphaned.
 
+Layers, each using only those below it: this module (slots that start, serve
+and replace processes; ``evaluate``), ``_pool_calls`` (calls in flight, the
+span queue), ``_pool_proc`` (processes: start, read, reap, stop),
+``_pool_spans`` (a job as spans and spec), ``_pool_child`` (the process).
+
 Use::
 
     async with WorkerPool(size) as pool:
@@ -38,189 +43,31 @@ Use::
 
 from __future__ import annotations
 
-import atexit
 import itertools
 import logging
-import math
-import os
-import select
 import signal
-import sys
-import weakref
-from collections import deque
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import anyio
-import msgspec
-import numpy as np
-from anyio.abc import Process
-from anyio.streams.buffered import BufferedByteReceiveStream
 
 from ._errors import InternalError
-from ._jobs import Flow, GridJob, step
-from ._pool_child import HEADER, decode_payload, encode_frame, pack_array, unpack_array
+from ._jobs import Arrays, Flow, GridJob, step
+from ._pool_calls import Call, CallQueue
+from ._pool_child import encode_frame, unpack_array
+from ._pool_proc import (DEATH_ERRORS, Child, ChildDied, Processes, StartFailed, exit_text,
+                         send_signal)
+from ._pool_spans import (EVALS_PER_SECOND, SPAN_SECONDS, available_cpus, cut_spans, group_sizes,
+                          job_spec)
 from ._shm import SharedDataset
 
 __all__ = ["WorkerPool", "run_flow", "cut_spans", "available_cpus"]
 
 log = logging.getLogger("worker.pool")
 
-Arrays = tuple[np.ndarray, np.ndarray, np.ndarray]
 R = TypeVar("R")
 
-EVALS_PER_SECOND = 20_000_000     # one pool process, one thread (rough, for sizing)
-SPAN_SECONDS = 0.025              # target duration of one span
-ITEM_OVERHEAD = 16                # evaluations' worth of fixed cost per item
-_STOP_GRACE = 2.0                 # seconds a pool process gets to exit at EOF
-_TERM_GRACE = 1.0                 # then SIGTERM, then SIGKILL
 _MAX_BACKOFF = 30.0               # between failed restarts
-
-_DEATH_ERRORS = (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError,
-                 anyio.ClosedResourceError, OSError, RuntimeError)
-
-
-def available_cpus() -> int:
-    """CPUs this process may use: affinity, capped by a cgroup v2 CPU quota
-    (``docker --cpus``)."""
-    try:
-        n = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        n = os.cpu_count() or 1
-    try:
-        with open("/sys/fs/cgroup/cpu.max") as f:
-            quota, period = f.read().split()[:2]
-        if quota != "max":
-            n = min(n, max(1, math.ceil(int(quota) / int(period))))
-    except (OSError, ValueError):
-        pass
-    return max(1, n)
-
-
-def cut_spans(group_sizes: np.ndarray, n_points: int, n_workers: int,
-              target: float = EVALS_PER_SECOND * SPAN_SECONDS) -> list[tuple[int, int]]:
-    """Contiguous spans ``[a, b)`` covering items ``0 .. G * n_points`` once, of
-    about equal cost. Item ``g * n_points + p`` costs ``group_sizes[g]`` call
-    evaluations (+ a fixed overhead). Spans are ~``target`` evaluations; when
-    there is more than one span of work there is at least one per worker."""
-    sizes = np.asarray(group_sizes, np.float64).reshape(-1)
-    n_items = sizes.size * n_points
-    if n_items == 0:
-        return []
-    per_item = sizes + ITEM_OVERHEAD
-    group_cost = per_item * n_points
-    total = float(group_cost.sum())
-    n_spans = math.ceil(total / target)
-    if n_spans > 1:  # a multiple of the workers: no lone span at the end
-        n_spans = math.ceil(n_spans / n_workers) * n_workers
-    n_spans = max(1, min(n_spans, n_items))
-    if n_spans == 1:
-        return [(0, n_items)]
-    starts = np.concatenate(([0.0], np.cumsum(group_cost)))
-    cuts = np.arange(1, n_spans, dtype=np.float64) * (total / n_spans)
-    g = np.clip(np.searchsorted(starts, cuts, side="right") - 1, 0, sizes.size - 1)
-    within = np.clip(np.ceil((cuts - starts[g]) / per_item[g]), 0, n_points)
-    bounds = np.unique(np.concatenate(([0], g * n_points + within.astype(np.int64),
-                                       [n_items])).astype(np.int64))
-    return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
-
-
-def _exit_text(returncode: int | None) -> str:
-    if returncode is None:
-        return "still running, not answering"
-    if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = "unknown"
-        return f"signal {-returncode}, {name}"
-    return f"exit code {returncode}"
-
-
-class _ChildDied(Exception):
-    pass
-
-
-class _StartFailed(Exception):
-    pass
-
-
-class _Call:
-    """One ``evaluate()`` in flight."""
-
-    def __init__(self, call_id: int, job: GridJob, spec: dict,
-                 spans: list[tuple[int, int]], total: int) -> None:
-        self.id = call_id
-        self.job = job
-        self.spec = spec
-        self.spans: deque[tuple[int, int]] = deque(spans)
-        self.total = total
-        self.done = 0
-        self.out: Arrays = (np.empty((total, 11), np.float64), np.empty((total, 4), np.int64),
-                            np.empty((total, 3), np.int64))
-        self.error: BaseException | None = None
-        self.finished = False
-        self.holders: set[_Child] = set()   # pool processes that were sent the spec
-        self.changed = anyio.Event()
-
-    def notify(self) -> None:
-        self.changed.set()
-        self.changed = anyio.Event()
-
-
-class _Child:
-    """One pool process and its frame streams."""
-
-    def __init__(self, proc: Process) -> None:
-        self.proc = proc
-        self.pid = proc.pid
-        assert proc.stdout is not None and proc.stdin is not None
-        self.reader = BufferedByteReceiveStream(proc.stdout)
-        self.ready = False
-        self.dead = False
-        self.jobs: set[int] = set()
-        self.control: list[bytes] = []           # frames to send before the next span
-        self.serving: _Call | None = None
-        self.replies_send, self.replies = anyio.create_memory_object_stream[Any](math.inf)
-        try:  # Linux >= 5.3: readable once the process has ended
-            self.pidfd: int | None = os.pidfd_open(self.pid)
-        except (AttributeError, OSError):
-            self.pidfd = None
-
-    def has_exited(self) -> bool:
-        """Whether the process has ended, right now (no await). A write to a
-        dead process's pipe can look successful on asyncio for a loop turn
-        or two, so this is asked before a span is handed over."""
-        if self.proc.returncode is not None:
-            return True
-        if self.pidfd is None:
-            return False
-        return bool(select.select([self.pidfd], [], [], 0)[0])
-
-    async def send(self, frame: bytes) -> None:
-        await self.proc.stdin.send(frame)  # type: ignore[union-attr]
-
-    def close_streams(self) -> None:
-        self.replies_send.close()
-        self.replies.close()
-
-    def close_pidfd(self) -> None:  # once reaped
-        if self.pidfd is not None:
-            os.close(self.pidfd)
-            self.pidfd = None
-
-    async def read_frame(self) -> Any:
-        (n,) = HEADER.unpack(await self.reader.receive_exactly(HEADER.size))
-        return decode_payload(await self.reader.receive_exactly(n)) if n else None
-
-
-_live_pools: weakref.WeakSet[WorkerPool] = weakref.WeakSet()
-
-
-@atexit.register
-def _kill_leftovers() -> None:  # a pool never closed (crash paths): no orphans
-    for pool in list(_live_pools):
-        pool._kill_all()
 
 
 class WorkerPool:
@@ -241,18 +88,27 @@ class WorkerPool:
         self.target_span_evaluations = max(1, int(target_span_evaluations))
         self.restarts = 0
         self.on_span_start: Callable[[int, GridJob], None] | None = None
-        self._env = env
-        self._children: list[_Child | None] = [None] * size
-        self._procs: set[Process] = set()       # every process not yet reaped
-        self._unreaped: set[_Child] = set()     # the same, as _Child (pidfds)
-        self._queue: deque[_Call] = deque()     # calls with spans to hand out
-        self._wake = anyio.Event()
+        self._children: list[Child | None] = [None] * size
+        self._processes = Processes(env)
+        self._calls = CallQueue()
         self._ids = itertools.count(1)
         self._tg: anyio.abc.TaskGroup | None = None
         self._started = False
-        self._closing = False
         self._closed = False
         self._last_start_error = ""
+
+    @property
+    def _closing(self) -> bool:
+        # One flag: ``aclose`` closes the call queue first thing.
+        return self._calls.closing
+
+    @property
+    def _wake(self) -> anyio.Event:
+        """Set (and replaced) on every change; tests wait on it."""
+        return self._calls.wake
+
+    # Kept as a method: tests size jobs with ``pool._group_sizes``.
+    _group_sizes = staticmethod(group_sizes)
 
     # ------------------------------------------------------------ stats
 
@@ -268,11 +124,11 @@ class WorkerPool:
     @property
     def all_pids(self) -> list[int]:
         """Every pool process started and not yet reaped (also ones starting)."""
-        return [p.pid for p in self._procs]
+        return self._processes.pids
 
     def stats(self) -> dict[str, Any]:
         return {"size": self.size, "alive": self.alive, "restarts": self.restarts,
-                "queued_spans": sum(len(c.spans) for c in self._queue),
+                "queued_spans": self._calls.queued_spans(),
                 "numba_threads": self.numba_threads,
                 "last_start_error": self._last_start_error or None}
 
@@ -284,7 +140,6 @@ class WorkerPool:
         self._started = True
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
-        _live_pools.add(self)
         try:
             ready: list[anyio.Event] = [anyio.Event() for _ in range(self.size)]
             failed: list[BaseException] = []
@@ -312,51 +167,12 @@ class WorkerPool:
         Any task may call it; idempotent; never leaves a process behind."""
         if self._closed:
             return
-        self._closing = True
-        for call in list(self._queue):
-            self._fail(call, InternalError("the process pool is shutting down"))
-        self._notify()
+        self._calls.close()
         with anyio.CancelScope(shield=True):
-            procs = list(self._procs)
-            for proc in procs:
-                try:
-                    await proc.stdin.aclose()  # type: ignore[union-attr]
-                except Exception:
-                    pass
-            await self._wait_procs(_STOP_GRACE)
-            for proc in list(self._procs):
-                _signal(proc, signal.SIGTERM)
-            await self._wait_procs(_TERM_GRACE)
-            for proc in list(self._procs):
-                _signal(proc, signal.SIGKILL)
-            await self._wait_procs(None)
-            for proc in procs:  # close the pipes (no ResourceWarning)
-                with anyio.move_on_after(0.5):
-                    try:
-                        await proc.aclose()
-                    except Exception:
-                        pass
+            await self._processes.stop_all()
             self._closed = True
             if self._tg is not None:
                 self._tg.cancel_scope.cancel()
-        _live_pools.discard(self)
-
-    async def _wait_procs(self, timeout: float | None) -> None:
-        with anyio.move_on_after(timeout):
-            for proc in list(self._procs):
-                await proc.wait()
-                self._procs.discard(proc)
-
-    def _kill_all(self) -> None:
-        """SIGKILL every process not yet reaped, synchronously (atexit)."""
-        for child in list(self._unreaped):
-            try:
-                if child.pidfd is not None:  # immune to pid reuse
-                    signal.pidfd_send_signal(child.pidfd, signal.SIGKILL)
-                elif child.proc.returncode is None:
-                    os.kill(child.pid, signal.SIGKILL)
-            except OSError:
-                pass
 
     # ------------------------------------------------------------ requests
 
@@ -373,14 +189,13 @@ class WorkerPool:
             raise InternalError("the process pool is not running")
         total = job.n_items
         with shared.hold():
-            spec = self._spec(shared, dataset_key, job)
-            spans = cut_spans(self._group_sizes(shared, job), job.levels.n_points,
+            spec = job_spec(shared, dataset_key, job)
+            spans = cut_spans(group_sizes(shared, job), job.levels.n_points,
                               self.size, self.target_span_evaluations)
-            call = _Call(next(self._ids), job, spec, spans, total)
+            call = Call(next(self._ids), job, spec, spans, total)
             if total == 0:
                 return call.out
-            self._queue.append(call)
-            self._notify()
+            self._calls.add(call)
             reported = 0
             try:
                 while True:
@@ -393,13 +208,13 @@ class WorkerPool:
                         return call.out
                     await call.changed.wait()
             finally:
-                self._finish(call)
+                self._calls.finish(call)
 
     async def wait_ready(self) -> None:
         """Wait until every place in the pool has a ready process (after a
         restart, say). Returns at once when the pool is closing."""
         while self.alive < self.size and not self._closing:
-            await self._wake.wait()
+            await self._calls.wake.wait()
 
     async def forget(self, dataset_key: str) -> None:
         """Tell every pool process to unmap the dataset ``dataset_key``
@@ -408,102 +223,20 @@ class WorkerPool:
         for child in self._children:
             if child is not None and not child.dead:
                 child.control.append(frame)
-        self._notify()
+        self._calls.notify()
 
     # ------------------------------------------------------------ internals
 
-    @staticmethod
-    def _spec(shared: SharedDataset, key: str, job: GridJob) -> dict:
-        lv = job.levels
-        return {
-            "key": key,
-            "shared": shared.descriptor,
-            "tp": pack_array(lv.tp), "sl": pack_array(lv.sl),
-            "hold_ms": pack_array(lv.hold_ms), "points": pack_array(lv.points),
-            "positions": pack_array(np.asarray(job.positions, np.int64)),
-            "group_codes": None if job.group_codes is None else pack_array(job.group_codes),
-            "config": msgspec.to_builtins(job.config),
-            "mode": job.mode,
-        }
-
-    @staticmethod
-    def _group_sizes(shared: SharedDataset, job: GridJob) -> np.ndarray:
-        if job.group_codes is None:
-            return np.array([job.positions.size], np.int64)
-        caller = shared.dataset.call_caller[job.positions]
-        counts = np.bincount(caller, minlength=int(job.group_codes.max(initial=0)) + 1)
-        return counts[job.group_codes]
-
-    def _notify(self) -> None:
-        self._wake.set()
-        self._wake = anyio.Event()
-
-    def _fail(self, call: _Call, error: BaseException) -> None:
-        if call.finished or call.error is not None:
-            return
-        call.error = error
-        call.spans.clear()
-        self._unqueue(call)
-        call.notify()
-
-    def _unqueue(self, call: _Call) -> None:
-        try:
-            self._queue.remove(call)
-        except ValueError:
-            pass
-
-    def _finish(self, call: _Call) -> None:
-        """Success, failure or cancellation: drop queued spans, free the job."""
-        call.finished = True
-        call.spans.clear()
-        self._unqueue(call)
-        if call.holders:
-            frame = encode_frame({"op": "drop_job", "job": call.id})
-            for child in call.holders:
-                if not child.dead:
-                    child.control.append(frame)
-            call.holders.clear()
-            self._notify()
-
-    async def _next_work(self, child: _Child) -> tuple[_Call, tuple[int, int]] | None:
-        """The next span for ``child`` (round robin over calls), or None when
-        control frames are waiting. Raises ``_ChildDied`` when it died idle."""
-        while True:
-            if child.dead or self._closing:
-                raise _ChildDied
-            if child.control:
-                return None
-            if self._queue:
-                call = self._queue[0]
-                span = call.spans.popleft()
-                if call.spans:
-                    self._queue.rotate(-1)
-                else:
-                    self._queue.popleft()
-                return call, span
-            await self._wake.wait()
-
-    def _requeue(self, call: _Call, span: tuple[int, int]) -> None:
-        if call.finished or call.error is not None:
-            return
-        if self._closing:
-            self._fail(call, InternalError("the process pool is shutting down"))
-            return
-        call.spans.appendleft(span)
-        if call not in self._queue:
-            self._queue.appendleft(call)
-        self._notify()
-
-    async def _serve(self, child: _Child) -> None:
+    async def _serve(self, child: Child) -> None:
         """Hand spans to one ready pool process until it dies or the pool closes."""
         while True:
-            work = await self._next_work(child)
+            work = await self._calls.next_work(child)
             while child.control:
                 frame = child.control.pop(0)
                 try:
                     await child.send(frame)
-                except _DEATH_ERRORS:
-                    raise _ChildDied from None
+                except DEATH_ERRORS:
+                    raise ChildDied from None
             if work is None:
                 continue
             call, span = work
@@ -514,14 +247,14 @@ class WorkerPool:
             if last:
                 msg["last"] = True
             if child.has_exited():
-                self._requeue(call, span)
-                raise _ChildDied
+                self._calls.requeue(call, span)
+                raise ChildDied
             try:
                 await child.send(encode_frame(msg))
-            except _DEATH_ERRORS:
+            except DEATH_ERRORS:
                 # It was gone before it got the span: not this call's fault.
-                self._requeue(call, span)
-                raise _ChildDied from None
+                self._calls.requeue(call, span)
+                raise ChildDied from None
             if last:
                 child.jobs.discard(call.id)
                 call.holders.discard(child)
@@ -537,12 +270,12 @@ class WorkerPool:
             try:
                 reply = await child.replies.receive()
             except (anyio.EndOfStream, anyio.ClosedResourceError):
-                raise _ChildDied from None
+                raise ChildDied from None
             child.serving = None
             if call.finished or call.error is not None:
                 continue  # cancelled or failed meanwhile: discard
             if not reply.get("ok"):
-                self._fail(call, InternalError(
+                self._calls.fail(call, InternalError(
                     f"pool process {child.pid} failed on this request: {reply.get('error')}"))
                 continue
             a, b = span
@@ -551,82 +284,14 @@ class WorkerPool:
             call.done += b - a
             call.notify()
 
-    async def _read(self, child: _Child) -> None:
-        """Move reply frames from the process to ``child.replies``; on EOF
-        mark it dead and wake its slot."""
-        try:
-            while True:
-                child.replies_send.send_nowait(await child.read_frame())
-        except _DEATH_ERRORS:
-            pass
-        except Exception:  # a garbled frame: treat the process as broken
-            log.exception("pool process %d sent a bad frame; killing it", child.pid)
-            _signal(child.proc, signal.SIGKILL)
-        finally:
-            child.dead = True
-            child.replies_send.close()
-            self._notify()
-
-    async def _spawn(self) -> _Child:
-        env = dict(os.environ if self._env is None else self._env)
-        env["NUMBA_NUM_THREADS"] = str(self.numba_threads)
-        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-            env.setdefault(var, str(self.numba_threads))
-        env["OPTIMIZER_WORKER_PARENT_PID"] = str(os.getpid())
-        # Own session: a signal to the daemon's process group (Ctrl-C, kill -TERM
-        # -pgid) reaches the daemon only, which then closes the pool in order.
-        proc = await anyio.open_process([sys.executable, "-m", "worker._pool_child"],
-                                        stdin=-1, stdout=-1, stderr=None, env=env,
-                                        start_new_session=True)
-        self._procs.add(proc)
-        child = _Child(proc)
-        self._unreaped.add(child)
-        if self._closing:
-            await self._reap(child, kill=True)
-            raise _StartFailed("the pool is closing")
-        try:
-            hello = await child.read_frame()
-        except _DEATH_ERRORS:
-            rc = await self._reap(child)
-            raise _StartFailed(f"pool process {child.pid} exited before it was ready "
-                               f"({_exit_text(rc)}); see its log above") from None
-        except BaseException:  # cancelled while it started
-            await self._reap(child, kill=True)
-            raise
-        if not isinstance(hello, dict) or hello.get("op") != "ready":
-            await self._reap(child, kill=True)
-            raise _StartFailed(f"pool process {child.pid} sent {hello!r} instead of ready")
-        child.ready = True
-        log.info("pool process %d ready (kernels loaded in %.2f s, %s numba threads)",
-                 child.pid, hello.get("warm_s", float("nan")), hello.get("numba_threads"))
-        return child
-
-    async def _reap(self, child: _Child, kill: bool = False) -> int | None:
-        """Wait for a dead (or killed) process, so no zombie stays behind."""
-        with anyio.CancelScope(shield=True):
-            if kill:
-                _signal(child.proc, signal.SIGKILL)
-            with anyio.move_on_after(_STOP_GRACE):
-                await child.proc.wait()
-            if child.proc.returncode is None:
-                _signal(child.proc, signal.SIGKILL)
-                await child.proc.wait()
-            self._procs.discard(child.proc)
-            self._unreaped.discard(child)
-            child.close_streams()
-            child.close_pidfd()
-            with anyio.move_on_after(0.1):
-                await child.proc.aclose()
-        return child.proc.returncode
-
     async def _slot(self, index: int, first_ready: anyio.Event,
                     failed: list[BaseException]) -> None:
         """One place in the pool: start a process, serve, replace it when it dies."""
         backoff = 0.5
         while not self._closing:
             try:
-                child = await self._spawn()
-            except _StartFailed as e:
+                child = await self._processes.spawn(self.numba_threads)
+            except StartFailed as e:
                 if not first_ready.is_set():  # at pool start: give up
                     failed.append(e)
                     first_ready.set()
@@ -636,27 +301,25 @@ class WorkerPool:
                 self._last_start_error = str(e)
                 log.error("%s; retrying in %.1f s", e, backoff)
                 if self.alive == 0:  # nobody can serve the queue
-                    for call in list(self._queue):
-                        self._fail(call, InternalError(
-                            f"no pool process is available: {e}"))
+                    self._calls.fail_all(f"no pool process is available: {e}")
                 await anyio.sleep(backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF)
                 continue
             backoff = 0.5
             self._children[index] = child
             first_ready.set()
-            self._notify()  # wake: work may have been waiting for a process
+            self._calls.notify()  # wake: work may have been waiting for a process
             try:
                 async with anyio.create_task_group() as tg:
-                    tg.start_soon(self._read, child)
+                    tg.start_soon(child.read_replies, self._calls.notify)
                     try:
                         await self._serve(child)
-                    except _ChildDied:
+                    except ChildDied:
                         pass
                     except Exception:  # a bug here must not take the pool down
                         log.exception("serving pool process %d failed; replacing it",
                                       child.pid)
-                        _signal(child.proc, signal.SIGKILL)
+                        send_signal(child.proc, signal.SIGKILL)
                     tg.cancel_scope.cancel()
             finally:
                 child.dead = True
@@ -665,16 +328,16 @@ class WorkerPool:
                 call = child.serving
                 if self._closing:
                     if call is not None:
-                        self._fail(call, InternalError("the process pool is shutting down"))
-                    await self._reap(child)
+                        self._calls.fail(call, InternalError("the process pool is shutting down"))
+                    await self._processes.reap(child)
             if self._closing:
                 return
-            rc = await self._reap(child)
+            rc = await self._processes.reap(child)
             self.restarts += 1
-            what = f"pool process {child.pid} died ({_exit_text(rc)})"
+            what = f"pool process {child.pid} died ({exit_text(rc)})"
             if call is not None:
                 log.error("%s while serving request span; replacing it", what)
-                self._fail(call, InternalError(
+                self._calls.fail(call, InternalError(
                     f"{what} while serving this request; the pool has replaced it"))
             else:
                 log.error("%s while idle; replacing it", what)
@@ -703,10 +366,3 @@ async def run_flow(pool: WorkerPool, shared: SharedDataset, dataset_key: str, fl
     finally:
         flow.close()
 
-
-def _signal(proc: Process, sig: int) -> None:
-    if proc.returncode is None:
-        try:
-            proc.send_signal(sig)
-        except ProcessLookupError:
-            pass

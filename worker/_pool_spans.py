@@ -1,0 +1,94 @@
+"""What a ``GridJob`` becomes on the process pool (``worker._pool``): the
+spec each pool process gets once per job, the job cut into spans of about
+equal cost, and how many CPUs there are to size the pool by.
+
+Pure functions of their arguments: no processes, no event loop.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import msgspec
+import numpy as np
+
+from ._jobs import GridJob
+from ._pool_child import pack_array
+from ._shm import SharedDataset
+
+__all__ = ["EVALS_PER_SECOND", "SPAN_SECONDS", "ITEM_OVERHEAD",
+           "available_cpus", "cut_spans", "group_sizes", "job_spec"]
+
+EVALS_PER_SECOND = 20_000_000     # one pool process, one thread (rough, for sizing)
+SPAN_SECONDS = 0.025              # target duration of one span
+ITEM_OVERHEAD = 16                # evaluations' worth of fixed cost per item
+
+
+def available_cpus() -> int:
+    """CPUs this process may use: affinity, capped by a cgroup v2 CPU quota
+    (``docker --cpus``)."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        n = os.cpu_count() or 1
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as f:
+            quota, period = f.read().split()[:2]
+        if quota != "max":
+            n = min(n, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, n)
+
+
+def cut_spans(group_sizes: np.ndarray, n_points: int, n_workers: int,
+              target: float = EVALS_PER_SECOND * SPAN_SECONDS) -> list[tuple[int, int]]:
+    """Contiguous spans ``[a, b)`` covering items ``0 .. G * n_points`` once, of
+    about equal cost. Item ``g * n_points + p`` costs ``group_sizes[g]`` call
+    evaluations (+ a fixed overhead). Spans are ~``target`` evaluations; when
+    there is more than one span of work there is at least one per worker."""
+    sizes = np.asarray(group_sizes, np.float64).reshape(-1)
+    n_items = sizes.size * n_points
+    if n_items == 0:
+        return []
+    per_item = sizes + ITEM_OVERHEAD
+    group_cost = per_item * n_points
+    total = float(group_cost.sum())
+    n_spans = math.ceil(total / target)
+    if n_spans > 1:  # a multiple of the workers: no lone span at the end
+        n_spans = math.ceil(n_spans / n_workers) * n_workers
+    n_spans = max(1, min(n_spans, n_items))
+    if n_spans == 1:
+        return [(0, n_items)]
+    starts = np.concatenate(([0.0], np.cumsum(group_cost)))
+    cuts = np.arange(1, n_spans, dtype=np.float64) * (total / n_spans)
+    g = np.clip(np.searchsorted(starts, cuts, side="right") - 1, 0, sizes.size - 1)
+    within = np.clip(np.ceil((cuts - starts[g]) / per_item[g]), 0, n_points)
+    bounds = np.unique(np.concatenate(([0], g * n_points + within.astype(np.int64),
+                                       [n_items])).astype(np.int64))
+    return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def job_spec(shared: SharedDataset, key: str, job: GridJob) -> dict:
+    """``job`` as a pool process receives it with its first span of the job."""
+    lv = job.levels
+    return {
+        "key": key,
+        "shared": shared.descriptor,
+        "tp": pack_array(lv.tp), "sl": pack_array(lv.sl),
+        "hold_ms": pack_array(lv.hold_ms), "points": pack_array(lv.points),
+        "positions": pack_array(np.asarray(job.positions, np.int64)),
+        "group_codes": None if job.group_codes is None else pack_array(job.group_codes),
+        "config": msgspec.to_builtins(job.config),
+        "mode": job.mode,
+    }
+
+
+def group_sizes(shared: SharedDataset, job: GridJob) -> np.ndarray:
+    """Calls in each of ``job``'s groups: the cost of one of its items."""
+    if job.group_codes is None:
+        return np.array([job.positions.size], np.int64)
+    caller = shared.dataset.call_caller[job.positions]
+    counts = np.bincount(caller, minlength=int(job.group_codes.max(initial=0)) + 1)
+    return counts[job.group_codes]

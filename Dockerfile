@@ -1,5 +1,5 @@
 # The worker in a container: installs the package, compiles the Numba kernels
-# into the image at build time, runs as a non-root user.
+# into the image at build time, runs `optimizer-worker serve` as a non-root user.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -20,5 +20,7 @@ RUN pip install --no-cache-dir . \
 RUN useradd --create-home --uid 10001 worker
 USER worker
 
+# The daemon on stdio (docker run -i ...); for a socket, mount a private
+# directory and pass: serve --socket /run/optimizer/worker.sock
 ENTRYPOINT ["optimizer-worker"]
-CMD ["demo"]
+CMD ["serve"]

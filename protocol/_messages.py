@@ -142,6 +142,11 @@ class OptimizeParams(DataSource, **_PARAMS):
     include_all: bool = False
     caller_groups: list[str] | None = None
     progress_token: str | int | None = None
+    run_id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=200,
+                                        description="checkpointed run: the run directory is "
+                                                    "checkpoint_dir/run_id")] | None = None
+    checkpoint_dir: str | None = None
+    restart: bool = False
     extreme_sl_below: float = 0.88
     extreme_tp_above: float = 4.0
 
@@ -181,6 +186,16 @@ class ProgressValue(msgspec.Struct, **_RESULT):
     best: float | None = None
 
 
+class CheckpointParams(msgspec.Struct, **_RESULT):
+    """Sent each time a checkpointed run's progress has become durable."""
+
+    token: str | int | None
+    run_id: str
+    done: int
+    total: int
+    path: str
+
+
 class ProgressParams(msgspec.Struct, **_RESULT):
     token: str | int
     value: ProgressValue
@@ -206,4 +221,5 @@ METHODS: dict[str, tuple[type, Any]] = {
 NOTIFICATIONS: dict[str, type] = {
     "$/cancelRequest": CancelParams,   # client -> worker
     "$/progress": ProgressParams,      # worker -> client
+    "$/checkpoint": CheckpointParams,  # worker -> client
 }

@@ -151,3 +151,19 @@ def pid_alive(pid: int) -> bool:
             return f.read().split(")")[-1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def wait_gone(pid: int, timeout: float = TIMEOUT) -> bool:
+    """Wait until ``pid`` has exited (Linux pidfd: readable at exit, no
+    polling loop); True when it is gone."""
+    import select
+
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        select.select([fd], [], [], timeout)
+    finally:
+        os.close(fd)
+    return not pid_alive(pid)

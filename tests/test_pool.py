@@ -244,6 +244,43 @@ async def test_pool_equals_in_process(pool, ds, shared, mode, per_caller):
     assert all(a[0] < b[0] for a, b in zip(progress, progress[1:]))
 
 
+def test_cut_spans_of_a_range():
+    sizes = np.array([5, 0, 1000, 3, 7])
+    n = sizes.size * 11
+    for target in (1, 500, 50_000, 10**12):
+        assert cut_spans(sizes, 11, 2, target, (0, n)) == cut_spans(sizes, 11, 2, target)
+        for lo, hi in [(0, 1), (3, 40), (11, 22), (20, n), (n - 1, n)]:
+            spans = cut_spans(sizes, 11, 2, target, (lo, hi))
+            assert spans[0][0] == lo and spans[-1][1] == hi and all(a < b for a, b in spans)
+            assert all(spans[i][1] == spans[i + 1][0] for i in range(len(spans) - 1))
+    assert cut_spans(sizes, 11, 2, 500, (7, 7)) == []
+    with pytest.raises(ValueError):
+        cut_spans(sizes, 11, 2, 500, (0, n + 1))
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("per_caller", [False, True])
+async def test_pool_evaluates_a_span_of_a_job(pool, ds, shared, per_caller):
+    job = job_of(ds, per_caller=per_caller)
+    want = evaluate(ds, job)
+    n = job.n_items
+    sizes = pool._group_sizes(shared, job)
+    middle = (n // 3, 2 * n // 3 + 1)
+    assert len(cut_spans(sizes, job.levels.n_points, 2, pool.target_span_evaluations,
+                         middle)) >= 2  # cut into several spans, like a whole job
+    for a, b in [(0, n), (0, 1), (n - 1, n), middle, (5, 5)]:
+        progress = []
+        got = await pool.evaluate(shared, "ds", job, span=(a, b),
+                                  on_progress=lambda d, t: progress.append((d, t)))
+        assert_same(got, tuple(w[a:b] for w in want))
+        assert_same(got, evaluate(ds, job, (a, b)))
+        if b > a:
+            assert progress[-1] == (b - a, b - a)
+    with pytest.raises(ValueError):
+        await pool.evaluate(shared, "ds", job, span=(0, n + 1))
+    assert pool.stats()["queued_spans"] == 0 and pool.restarts == 0
+
+
 @pytest.mark.anyio
 async def test_flows_on_pool_equal_run_sync(pool, ds, shared):
     sd = shared.dataset

@@ -55,6 +55,18 @@ def _top_table(top) -> str:
     return "".join(rows)
 
 
+def _run(args: argparse.Namespace) -> int:
+    from ._batch import run_main
+
+    return run_main(args.config, dry=args.dry_run, restart=args.restart)
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from ._analyze import analyze_main
+
+    return analyze_main(args.run_dir)
+
+
 def _warm(args: argparse.Namespace) -> int:
     from ._warm import warm_kernels
 
@@ -112,6 +124,17 @@ def build_parser() -> argparse.ArgumentParser:
                        help="where shared dataset files live (default /dev/shm if it has room)")
     serve.add_argument("--log-level", choices=LEVELS, default="info")
     serve.set_defaults(run=_serve)
+    run = sub.add_parser("run", help="a checkpointed batch run from a YAML config, with a report "
+                                     "(examples/demo.yaml); run it again to resume")
+    run.add_argument("config", help="the YAML config")
+    run.add_argument("--dry-run", action="store_true",
+                     help="validate, print the grid size, a data summary and an estimate; run nothing")
+    run.add_argument("--restart", action="store_true",
+                     help="discard the output directory's checkpoint and start over")
+    run.set_defaults(run=_run)
+    analyze = sub.add_parser("analyze", help="write summary.md and plots again from a run directory")
+    analyze.add_argument("run_dir")
+    analyze.set_defaults(run=_analyze)
     warm = sub.add_parser("warm", help="compile every kernel into Numba's on-disk cache")
     warm.set_defaults(run=_warm)
     return parser

@@ -17,6 +17,7 @@ Where work runs (the concurrency rules):
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -33,11 +34,13 @@ from ._callers import grouped_eval_flow, optimize_per_caller_flow
 from ._dataset import Dataset
 from ._errors import InvalidParams
 from ._files import dataset_from_files, estimated_bytes
-from ._jobs import Flow, run_sync
+from ._checkpoint import run_checkpointed
+from ._jobs import Flow, local_span_evaluator, recorded, run_sync
 from ._loaders import dataset_from_columnar, dataset_from_rows
-from ._optimize import optimize_flow, simulate
+from ._optimize import make_study, optimize_flow, simulate
 from ._pool import run_flow
 from ._progress import Progress
+from ._rundir import checkpoint_request, finish_run, now, open_run
 from ._settings import Settings
 from ._shm import SharedDataset, share_dataset
 from ._validate import grid_size
@@ -198,22 +201,29 @@ class Worker:
                 limiter=self._local, abandon_on_cancel=True)
 
     async def optimize(self, p: m.OptimizeParams, ctx: Any) -> Any:
-        return await self._run(p, ctx, lambda ds: optimize_flow(
+        return await self._run(p, ctx, "optimize", lambda ds: optimize_flow(
             ds, p.param_grid, top_k=p.top_k, include_all=p.include_all, **self._study_args(p)))
 
     async def optimize_per_caller(self, p: m.OptimizeParams, ctx: Any) -> Any:
-        return await self._run(p, ctx, lambda ds: optimize_per_caller_flow(
+        return await self._run(p, ctx, "per_caller", lambda ds: optimize_per_caller_flow(
             ds, p.param_grid, extreme_sl_below=p.extreme_sl_below,
             extreme_tp_above=p.extreme_tp_above, **self._study_args(p)))
 
     async def grouped_eval(self, p: m.GroupedEvalParams, ctx: Any) -> Any:
-        return await self._run(p, ctx, lambda ds: grouped_eval_flow(
+        return await self._run(p, ctx, "grouped", lambda ds: grouped_eval_flow(
             ds, p.param_grid, filter_collapsed=p.filter_collapsed, filter_extreme=p.filter_extreme,
             grouped_params=p.grouped_params, extreme_sl_below=p.extreme_sl_below,
             extreme_tp_above=p.extreme_tp_above, **self._study_args(p)))
 
-    async def _run(self, p: m.OptimizeParams, ctx: Any, make_flow: Callable[[Dataset], Flow]) -> Any:
+    async def _run(self, p: m.OptimizeParams, ctx: Any, kind: str,
+                   make_flow: Callable[[Dataset], Flow]) -> Any:
+        if (p.run_id is None) != (p.checkpoint_dir is None):
+            missing = "checkpoint_dir" if p.checkpoint_dir is None else "run_id"
+            raise InvalidParams("run_id and checkpoint_dir go together (a checkpointed run)",
+                                path=f"$.{missing}")
         async with self._data(p) as (ds, shared):
+            if p.run_id is not None:
+                return await self._run_checkpointed(p, ctx, kind, ds, shared, make_flow)
             async with Progress(ctx, p.progress_token, unit="runs") as progress:
                 flow = make_flow(ds)
                 points = grid_size(p.param_grid or ParamGrid())
@@ -221,6 +231,41 @@ class Worker:
                     return await anyio.to_thread.run_sync(run_sync, ds, flow, limiter=self._local,
                                                           abandon_on_cancel=True)
                 return await self._run_on_pool(ds, shared, flow, progress)
+
+    async def _run_checkpointed(self, p: m.OptimizeParams, ctx: Any, kind: str, ds: Dataset,
+                                shared: SharedDataset | None, make_flow: Callable) -> Any:
+        """SPEC 7/8: journal every finished chunk under checkpoint_dir/run_id,
+        resume what an earlier attempt finished, write the run directory."""
+        run_dir = Path(p.checkpoint_dir) / p.run_id
+        study = make_study(ds, grid=p.param_grid, **self._study_args(p))
+        journal = await anyio.to_thread.run_sync(
+            lambda: open_run(run_dir, ds, checkpoint_request(p), restart=p.restart))
+        started = now()
+        jobs: list = []
+        owned = shared is None and self.pool is not None
+        try:
+            if owned:
+                shared = await anyio.to_thread.run_sync(share_dataset, ds, self.settings.shm_dir)
+            evaluate_span = (local_span_evaluator(ds, self._local) if self.pool is None else
+                             lambda job, span: self.pool.evaluate(shared, shared.path, job, span=span))
+
+            async def durable(done: int, total: int) -> None:
+                await ctx.notify("$/checkpoint", m.CheckpointParams(
+                    token=p.progress_token, run_id=p.run_id, done=done, total=total,
+                    path=str(run_dir)))
+
+            async with Progress(ctx, p.progress_token, unit="runs") as progress:
+                result, stats = await run_checkpointed(
+                    recorded(make_flow(ds), jobs), journal, evaluate_span, on_durable=durable,
+                    on_progress=progress.set_done, concurrency=max(1, self.settings.pool_size))
+        finally:
+            journal.close()
+            if owned:
+                with anyio.CancelScope(shield=True):
+                    await self._forget_and_close(shared)
+        await anyio.to_thread.run_sync(finish_run, run_dir, ds, kind, study, result, stats,
+                                       jobs, started)
+        return result
 
     async def _run_on_pool(self, ds: Dataset, shared: SharedDataset | None, flow: Flow,
                            progress: Progress) -> Any:

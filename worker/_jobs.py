@@ -86,3 +86,36 @@ def run_sync(ds: Dataset, flow: Flow[R]) -> R:
     while not done:
         done, value = step(flow, evaluate(ds, value))
     return value
+
+
+def recorded(flow: Flow[R], jobs: list) -> Flow[R]:
+    """``flow``, also keeping each (job, arrays) it is answered with (a run's
+    report tabulates every grid point)."""
+    job = next(flow)
+    while True:
+        arrays = yield job
+        jobs.append((job, arrays))
+        try:
+            job = flow.send(arrays)
+        except StopIteration as stop:
+            return stop.value
+
+
+def local_span_evaluator(ds: Dataset, limiter: Any = None):
+    """``async (job, span) -> arrays`` in this process, on a worker thread,
+    scanning the candles once per job (the last job's scan is kept)."""
+    import anyio
+
+    sweeps: dict[int, SweepInput] = {}
+
+    def run(job: GridJob, span: tuple[int, int]) -> Arrays:
+        sweep = sweeps.get(id(job))
+        if sweep is None:
+            sweeps.clear()
+            sweep = sweeps[id(job)] = prepare(ds, job.levels, job.positions)
+        return evaluate(ds, job, span, sweep)
+
+    async def evaluate_span(job: GridJob, span: tuple[int, int]) -> Arrays:
+        return await anyio.to_thread.run_sync(run, job, span, limiter=limiter)
+
+    return evaluate_span

@@ -82,7 +82,8 @@ def participating(ds: Dataset, caller_groups: Any, path: str = "$.caller_groups"
 def feasible_mask(study: Study, metrics: np.ndarray) -> np.ndarray:
     """Feasibility of each row of ``metrics`` (``[..., 11]``)."""
     c = study.constraints
-    ok = np.ones(metrics.shape[:-1], bool)
+    # A row of a failed chunk (worker._checkpoint) has NaN metrics: never feasible.
+    ok = ~np.isnan(metrics[..., study.column(_TRADES[study.mode])])
     if c.min_trades is not None:
         ok &= metrics[..., study.column(_TRADES[study.mode])] >= c.min_trades
     if c.max_drawdown is not None:
@@ -140,9 +141,16 @@ def optimize_flow(ds: Dataset, grid: Any = None, *, top_k: int = 10, include_all
         params_evaluated=levels.n_points,
         feasible_count=int(feasible.sum()),
         top=_ranked(study, levels, metrics, exits, skipped, top, ranks, feasible),
-        all_results=(_ranked(study, levels, metrics, exits, skipped, np.arange(order.size),
+        # A point whose chunk failed (checkpointed runs) has no metrics to
+        # show; the run's report lists it as failed.
+        all_results=(_ranked(study, levels, metrics, exits, skipped, _evaluated(study, metrics),
                              ranks, feasible) if include_all else msgspec.UNSET),
     )
+
+
+def _evaluated(study: Study, metrics: np.ndarray) -> np.ndarray:
+    """Grid indices of the points that have metrics (not in a failed chunk)."""
+    return np.flatnonzero(~np.isnan(metrics[:, study.column(_TRADES[study.mode])]))
 
 
 def optimize(ds: Dataset, grid: Any = None, **kwargs: Any) -> OptimizeResult:

@@ -177,9 +177,12 @@ class WorkerPool:
     # ------------------------------------------------------------ requests
 
     async def evaluate(self, shared: SharedDataset, dataset_key: str, job: GridJob, *,
-                       on_progress: Callable[[int, int], None] | None = None) -> Arrays:
+                       on_progress: Callable[[int, int], None] | None = None,
+                       span: tuple[int, int] | None = None) -> Arrays:
         """Metrics ``[n_items, 11]``, exits ``[n_items, 4]``, skips ``[n_items, 3]``
         of every item of ``job``, as ``worker._jobs.evaluate`` would give them.
+        ``span=(a, b)``: only items ``[a, b)`` (``b - a`` rows), cut into spans
+        the same way (a checkpointed run's chunk, ``worker._checkpoint``).
 
         ``on_progress(done_items, total_items)`` is called (in this task) as
         spans complete, last with ``done == total``. Raises ``InternalError``
@@ -187,12 +190,15 @@ class WorkerPool:
         """
         if self._closing or not self._started:
             raise InternalError("the process pool is not running")
-        total = job.n_items
+        lo, hi = (0, job.n_items) if span is None else (int(span[0]), int(span[1]))
+        if not 0 <= lo <= hi <= job.n_items:
+            raise ValueError(f"span {span} is not within the job's {job.n_items} items")
+        total = hi - lo
         with shared.hold():
             spec = job_spec(shared, dataset_key, job)
             spans = cut_spans(group_sizes(shared, job), job.levels.n_points,
-                              self.size, self.target_span_evaluations)
-            call = Call(next(self._ids), job, spec, spans, total)
+                              self.size, self.target_span_evaluations, span)
+            call = Call(next(self._ids), job, spec, spans, total, base=lo)
             if total == 0:
                 return call.out
             self._calls.add(call)
@@ -280,7 +286,7 @@ class WorkerPool:
                 continue
             a, b = span
             for out, key in zip(call.out, ("m", "e", "s")):
-                out[a:b] = unpack_array(reply[key], writable=False)
+                out[a - call.base:b - call.base] = unpack_array(reply[key], writable=False)
             call.done += b - a
             call.notify()
 

@@ -23,8 +23,9 @@ class Call:
     """One ``evaluate()`` in flight."""
 
     def __init__(self, call_id: int, job: GridJob, spec: dict,
-                 spans: list[tuple[int, int]], total: int) -> None:
+                 spans: list[tuple[int, int]], total: int, base: int = 0) -> None:
         self.id = call_id
+        self.base = base    # the job's item at row 0 of ``out`` (spans are job items)
         self.job = job
         self.spec = spec
         self.spans: deque[tuple[int, int]] = deque(spans)

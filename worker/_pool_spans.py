@@ -43,31 +43,46 @@ def available_cpus() -> int:
 
 
 def cut_spans(group_sizes: np.ndarray, n_points: int, n_workers: int,
-              target: float = EVALS_PER_SECOND * SPAN_SECONDS) -> list[tuple[int, int]]:
+              target: float = EVALS_PER_SECOND * SPAN_SECONDS,
+              span: tuple[int, int] | None = None) -> list[tuple[int, int]]:
     """Contiguous spans ``[a, b)`` covering items ``0 .. G * n_points`` once, of
     about equal cost. Item ``g * n_points + p`` costs ``group_sizes[g]`` call
     evaluations (+ a fixed overhead). Spans are ~``target`` evaluations; when
-    there is more than one span of work there is at least one per worker."""
+    there is more than one span of work there is at least one per worker.
+    ``span``: cut only the items ``[a, b)`` (the same way), not all of them."""
     sizes = np.asarray(group_sizes, np.float64).reshape(-1)
     n_items = sizes.size * n_points
-    if n_items == 0:
+    lo, hi = (0, n_items) if span is None else (int(span[0]), int(span[1]))
+    if not 0 <= lo <= hi <= n_items:
+        raise ValueError(f"span {span} is not within the job's {n_items} items")
+    if hi == lo:
         return []
     per_item = sizes + ITEM_OVERHEAD
     group_cost = per_item * n_points
-    total = float(group_cost.sum())
+    starts = np.concatenate(([0.0], np.cumsum(group_cost)))
+    if span is None:
+        base, total = 0.0, float(group_cost.sum())
+    else:
+        base = _cost_before(starts, per_item, n_points, lo)
+        total = _cost_before(starts, per_item, n_points, hi) - base
     n_spans = math.ceil(total / target)
     if n_spans > 1:  # a multiple of the workers: no lone span at the end
         n_spans = math.ceil(n_spans / n_workers) * n_workers
-    n_spans = max(1, min(n_spans, n_items))
+    n_spans = max(1, min(n_spans, hi - lo))
     if n_spans == 1:
-        return [(0, n_items)]
-    starts = np.concatenate(([0.0], np.cumsum(group_cost)))
-    cuts = np.arange(1, n_spans, dtype=np.float64) * (total / n_spans)
+        return [(lo, hi)]
+    cuts = base + np.arange(1, n_spans, dtype=np.float64) * (total / n_spans)
     g = np.clip(np.searchsorted(starts, cuts, side="right") - 1, 0, sizes.size - 1)
     within = np.clip(np.ceil((cuts - starts[g]) / per_item[g]), 0, n_points)
-    bounds = np.unique(np.concatenate(([0], g * n_points + within.astype(np.int64),
-                                       [n_items])).astype(np.int64))
+    inner = np.clip(g * n_points + within.astype(np.int64), lo, hi)
+    bounds = np.unique(np.concatenate(([lo], inner, [hi])).astype(np.int64))
     return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _cost_before(starts: np.ndarray, per_item: np.ndarray, n_points: int, item: int) -> float:
+    """Cost of items ``0 .. item`` (exclusive)."""
+    g = min(item // n_points, per_item.size - 1)
+    return float(starts[g] + (item - g * n_points) * per_item[g])
 
 
 def job_spec(shared: SharedDataset, key: str, job: GridJob) -> dict:

@@ -1,9 +1,10 @@
 """``$/progress`` notifications for a request that gave a ``progress_token``.
 
-``begin`` when the work starts, ``report`` at most every ``_INTERVAL``
-seconds while ``done`` moves, ``end`` before the response (the handler's
-``async with`` ends before it returns). A request without a token costs
-nothing here.
+``begin`` at the first tick (so a resumed checkpointed run's ``begin``
+already counts, in ``done``, what an earlier attempt finished), ``report`` at
+most every ``_INTERVAL`` seconds while ``done`` moves, ``end`` before the
+response (the handler's ``async with`` ends before it returns). A request
+without a token costs nothing here.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class Progress:
         self._sent = (-1, -1)
         self._t0 = time.monotonic()
         self._tg: anyio.abc.TaskGroup | None = None
+        self._begun = False
 
     @property
     def done(self) -> int:
@@ -43,10 +45,14 @@ class Progress:
     def chunk_done(self, done_items: int, total_items: int) -> None:
         self._current = done_items
 
+    def set_done(self, done: int, total: int) -> None:
+        """Absolute counts (a checkpointed run reports its own totals,
+        including what an earlier attempt finished)."""
+        self._base, self._current, self.total = done, 0, total
+
     async def __aenter__(self) -> Progress:
         if self._token is None:
             return self
-        await self._send("begin")
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self._tg.start_soon(self._tick)
@@ -61,15 +67,20 @@ class Progress:
             self._base, self._current = self.total, 0
         # The end goes out even when the request was cancelled, before its answer.
         with anyio.CancelScope(shield=True):
+            if not self._begun:
+                await self._send("begin")
             await self._send("end")
 
     async def _tick(self) -> None:
         while True:
             await anyio.sleep(_INTERVAL)
-            if (self.done, self.total) != self._sent:
+            if not self._begun:
+                await self._send("begin")
+            elif (self.done, self.total) != self._sent:
                 await self._send("report")
 
     async def _send(self, kind: str) -> None:
+        self._begun = True
         self._sent = (self.done, self.total)
         value = ProgressValue(kind=kind, done=self.done, total=self.total, unit=self._unit,
                               elapsed_ms=(time.monotonic() - self._t0) * 1e3)

@@ -1,0 +1,89 @@
+"""``optimizer-worker run``: config validation with lines, --dry-run,
+the example config, and ``analyze`` on the run directory it writes."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests._daemon import worker_env
+from worker._config import load_config, yaml_line
+from worker._errors import InvalidParams
+
+ROOT = Path(__file__).resolve().parents[1]
+GOOD = """data:
+  demo: {calls: 60, candles: 200, callers: 3, seed: 1}
+run: grouped
+param_grid:
+  tp_mults: [1.5, 2, 3]
+  sl_mults: [0.85, 0.9]
+  max_hold_hrs: [6, 48]
+output: out
+"""
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "worker", *args], capture_output=True,
+                          text=True, cwd=cwd, env=worker_env(), timeout=300)
+
+
+@pytest.mark.parametrize("old, new, line, path", [
+    ("  sl_mults: [0.85, 0.9]", "  sl_mults: [0.85, 1.2]", 6, "$.param_grid.sl_mults[1]"),
+    ("run: grouped", "run: groupd", 3, "$.run"),
+    ("output: out", "output: out\nworkers: -1", 9, "$.workers"),
+    ("param_grid:", "paramgrid:", 4, "$"),            # unknown key: reported on its own line
+    ("  demo: {calls: 60, candles: 200, callers: 3, seed: 1}", "  series_key: mint", 2, "$.data"),
+])
+def test_config_errors_name_the_key_and_the_line(tmp_path, old, new, line, path):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(GOOD.replace(old, new))
+    with pytest.raises(InvalidParams) as info:
+        load_config(cfg)
+    assert info.value.data["path"] == path
+    assert f"bad.yaml, line {line}:" in info.value.message
+
+
+def test_yaml_line_follows_the_path():
+    text = "a:\n  b:\n    - 1\n    - 2\nc: 3\n"
+    assert yaml_line(text, "$.a.b[1]") == 4
+    assert yaml_line(text, "$.c") == 5
+    assert yaml_line(text, "$.missing") == 1
+    assert yaml_line(text, "$.a.b", key=True) == 2 and yaml_line(text, "$.a.b") == 3
+
+
+def test_cli_error_exit_code_and_message(tmp_path):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(GOOD.replace("run: grouped", "run: groupd"))
+    out = cli("run", str(cfg), cwd=tmp_path)
+    assert out.returncode == 2 and "bad.yaml, line 3" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_dry_run_prints_sizes_and_runs_nothing(tmp_path):
+    cfg = tmp_path / "ok.yaml"
+    cfg.write_text(GOOD)
+    out = cli("run", str(cfg), "--dry-run", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "3 tp x 2 sl x 2 hold = 12 points" in out.stdout
+    assert "60 calls by 3 callers" in out.stdout and "estimated time" in out.stdout
+    assert not (tmp_path / "out").exists()
+
+
+def test_example_config_runs_and_analyze_rewrites_the_report(tmp_path):
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    cfg = tmp_path / "examples" / "demo.yaml"
+    cfg.write_text(cfg.read_text().replace("calls: 1000, candles: 2880", "calls: 200, candles: 600"))
+    out = cli("run", str(cfg), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    run_dir = tmp_path / "runs" / "demo"
+    for name in ("results.parquet", "results.csv", "summary.md", "run.json", "result.json",
+                 "journal.jsonl", "request.json", "config.yaml", "plots/heatmap_hold_48h.png"):
+        assert (run_dir / name).exists(), name
+    summary = (run_dir / "summary.md").read_text()
+    (run_dir / "summary.md").unlink()
+    out = cli("analyze", str(run_dir), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert (run_dir / "summary.md").read_text() == summary

@@ -1,0 +1,126 @@
+"""``optimizer-worker run CONFIG.yaml``: a checkpointed batch run that ends
+in a run directory with results and a report (docs/run-directory.md).
+
+Running the same config again resumes: chunks already in the journal are
+not recomputed. A config that asks for a different run against the same
+output directory is refused unless ``--restart`` is given.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import msgspec
+
+from ._callers import grouped_eval_flow, optimize_per_caller_flow
+from ._checkpoint import run_checkpointed
+from ._config import RunConfig, load_config
+from ._dataset import Dataset
+from ._files import dataset_from_files
+from ._jobs import Flow, GridJob, local_span_evaluator, recorded
+from ._journal import Journal
+from ._optimize import make_study, optimize_flow
+from ._pool import WorkerPool
+from ._progress_bar import ProgressPrinter
+from ._rundir import finish_run, now, open_run
+from ._shm import share_dataset
+from ._synthetic import synthetic_dataset
+from ._validate import grid_size
+
+_EVALS_PER_SECOND = 20_000_000  # one process, one thread, for --dry-run estimates
+
+
+def load_data(cfg: RunConfig) -> Dataset:
+    d = cfg.data
+    if d.demo is not None:
+        return synthetic_dataset(n_calls=d.demo.calls, n_candles=d.demo.candles,
+                                 n_callers=d.demo.callers, seed=d.demo.seed)
+    return dataset_from_files(d.calls, d.candles, series_key=d.series_key,
+                              on_bad_series=d.on_bad_series)
+
+
+def request_of(cfg: RunConfig) -> dict:
+    """What the run computes: the config without where and how it runs."""
+    request = msgspec.to_builtins(cfg)
+    for key in ("output", "workers"):
+        request.pop(key)
+    return request
+
+
+def _study_args(cfg: RunConfig) -> dict[str, Any]:
+    return dict(config=cfg.simulator_config, mode=cfg.mode, objective=cfg.objective,
+                minimize=cfg.minimize, constraints=cfg.constraints,
+                caller_groups=cfg.caller_groups)
+
+
+def make_flow(ds: Dataset, cfg: RunConfig) -> Flow:
+    args = _study_args(cfg)
+    if cfg.run == "optimize":
+        return optimize_flow(ds, cfg.param_grid, top_k=cfg.top_k, include_all=True, **args)
+    extreme = dict(extreme_sl_below=cfg.extreme_sl_below, extreme_tp_above=cfg.extreme_tp_above)
+    if cfg.run == "per_caller":
+        return optimize_per_caller_flow(ds, cfg.param_grid, **extreme, **args)
+    g = cfg.grouped
+    return grouped_eval_flow(ds, cfg.param_grid, filter_collapsed=g.filter_collapsed,
+                             filter_extreme=g.filter_extreme, grouped_params=g.grouped_params,
+                             **extreme, **args)
+
+
+def dry_run(ds: Dataset, cfg: RunConfig, out=sys.stdout) -> None:
+    points = grid_size(cfg.param_grid)
+    evals = ds.n_calls * points
+    workers = max(1, cfg.workers)
+    out.write(f"config ok: run {cfg.run}, mode {cfg.mode}, output {cfg.output}\n"
+              f"data: {ds.n_calls:,} calls by {len(ds.caller_names)} callers, "
+              f"{ds.n_series:,} series, {ds.n_candles:,} candles"
+              f"{f', {ds.dropped_count} bad series dropped' if ds.dropped_count else ''}\n"
+              f"grid: {len(cfg.param_grid.tp_mults)} tp x {len(cfg.param_grid.sl_mults)} sl x "
+              f"{len(cfg.param_grid.max_hold_hrs or [0])} hold = {points:,} points, "
+              f"{evals:,} call x point evaluations\n"
+              f"estimated time: about {max(evals / (_EVALS_PER_SECOND * workers), 0.1):.1f} s "
+              f"of grid work on {workers} worker(s), plus the candle scan\n")
+
+
+def run_main(config_path: str, *, dry: bool = False, restart: bool = False) -> int:
+    cfg, text = load_config(config_path)
+    ds = load_data(cfg)
+    if dry:
+        dry_run(ds, cfg)
+        return 0
+    run_dir = Path(cfg.output)
+    journal = open_run(run_dir, ds, request_of(cfg), restart=restart)
+    (run_dir / "config.yaml").write_text(text)
+    started = now()
+    bar = ProgressPrinter(sys.stderr, label=f"{cfg.run} {run_dir.name}")
+    jobs: list = []
+    try:
+        result, stats = anyio.run(_execute, ds, cfg, journal, recorded(make_flow(ds, cfg), jobs), bar)
+    finally:
+        journal.close()
+        bar.close()
+    study = make_study(ds, grid=cfg.param_grid, **_study_args(cfg))
+    paths = finish_run(run_dir, ds, cfg.run, study, result, stats, jobs, started)
+    sys.stdout.write(f"{cfg.run} finished: {stats.chunks_computed} chunks computed, "
+                     f"{stats.chunks_reused} reused from the journal, {len(stats.failed)} failed\n")
+    for path in paths:
+        sys.stdout.write(f"  {path}\n")
+    return 0
+
+
+async def _execute(ds: Dataset, cfg: RunConfig, journal: Journal, flow: Flow, bar):
+    if cfg.workers == 0:
+        return await run_checkpointed(flow, journal, local_span_evaluator(ds),
+                                      on_progress=bar.update, on_durable=bar.durable)
+    shared = await anyio.to_thread.run_sync(share_dataset, ds)
+    try:
+        async with WorkerPool(cfg.workers) as pool:
+            async def evaluate_span(job: GridJob, span: tuple[int, int]):
+                return await pool.evaluate(shared, shared.path, job, span=span)
+
+            return await run_checkpointed(flow, journal, evaluate_span, on_progress=bar.update,
+                                          on_durable=bar.durable, concurrency=cfg.workers)
+    finally:
+        shared.close()

@@ -15,10 +15,6 @@ from worker._framing import LineReader, LineTooLong
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
 
 class ChunkStream(ByteReceiveStream):
     """Hands out the given chunks one receive at a time (split further when a

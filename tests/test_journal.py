@@ -39,10 +39,6 @@ GRID = {"tp_mults": [1.2 + 0.25 * i for i in range(8)],
 KINDS = ("optimize", "per_caller", "grouped")
 
 
-@pytest.fixture(scope="module")
-def anyio_backend():
-    return "asyncio"
-
 
 @pytest.fixture(scope="module")
 def ds():

@@ -28,10 +28,6 @@ pytestmark = pytest.mark.anyio
 TIMEOUT = 10  # seconds; only ever reached when a test is failing
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
 
 # --- in-memory connection ----------------------------------------------------
 

@@ -39,10 +39,6 @@ BIG_GRID = {"tp_mults": [1.2 + 0.25 * i for i in range(16)],
             "max_hold_hrs": [1.0, 2.0, 4.0, 8.0, 48.0]}   # 1,280 points
 
 
-@pytest.fixture(scope="module")
-def anyio_backend():
-    return "asyncio"
-
 
 @pytest.fixture(scope="module")
 def ds():

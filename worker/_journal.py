@@ -132,29 +132,27 @@ def fingerprint(ds: Dataset, request: Any) -> str:
 # ------------------------------------------------------------------ entries
 
 @dataclass(frozen=True, eq=False)
-class ChunkEntry:
+class _Entry:
+    job: int
+    span: tuple[int, int]
+
+    @property
+    def id(self) -> str:
+        return chunk_id(self.job, self.span)
+
+
+@dataclass(frozen=True, eq=False)
+class ChunkEntry(_Entry):
     """A finished chunk: items ``span`` of job ``job`` and their arrays."""
 
-    job: int
-    span: tuple[int, int]
     arrays: Arrays
 
-    @property
-    def id(self) -> str:
-        return chunk_id(self.job, self.span)
 
-
-@dataclass(frozen=True)
-class FailedEntry:
+@dataclass(frozen=True, eq=False)
+class FailedEntry(_Entry):
     """A chunk whose evaluation raised: retried when the run resumes."""
 
-    job: int
-    span: tuple[int, int]
     error: str
-
-    @property
-    def id(self) -> str:
-        return chunk_id(self.job, self.span)
 
 
 class _Header(msgspec.Struct, tag_field="type", tag="header"):

@@ -87,3 +87,42 @@ def test_example_config_runs_and_analyze_rewrites_the_report(tmp_path):
     out = cli("analyze", str(run_dir), cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert (run_dir / "summary.md").read_text() == summary
+
+
+def test_an_invalid_config_writes_nothing_and_dry_run_catches_it(tmp_path):
+    cfg = tmp_path / "dup.yaml"
+    cfg.write_text(GOOD.replace("tp_mults: [1.5, 2, 3]", "tp_mults: [2, 2]"))
+    for args in ((), ("--dry-run",)):
+        out = cli("run", str(cfg), *args, cwd=tmp_path)
+        assert out.returncode == 2 and "dup.yaml, line 5" in out.stderr and "duplicate" in out.stderr
+    assert not (tmp_path / "out").exists()
+    cfg.write_text(GOOD)  # the corrected config then runs: nothing stale refuses it
+    assert cli("run", str(cfg), cwd=tmp_path).returncode == 0
+
+
+def test_restart_clears_the_previous_runs_results(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(GOOD.replace("run: grouped", "run: optimize"))
+    assert cli("run", str(cfg), cwd=tmp_path).returncode == 0
+    assert (tmp_path / "out" / "best_trades.json").exists()
+    cfg.write_text(GOOD.replace("run: grouped", "run: per_caller"))
+    assert cli("run", str(cfg), "--restart", cwd=tmp_path).returncode == 0
+    assert not (tmp_path / "out" / "best_trades.json").exists()  # per-caller runs have none
+    assert not (tmp_path / "out" / "plots" / "equity_best.png").exists()
+    assert '"kind": "per_caller"' in (tmp_path / "out" / "run.json").read_text()
+
+
+def test_resume_does_not_depend_on_the_working_directory(tmp_path):
+    from worker._files import write_dataset_files
+    from worker._synthetic import synthetic_dataset
+
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    write_dataset_files(synthetic_dataset(n_calls=40, n_candles=200, seed=2),
+                        str(proj / "calls.parquet"), str(proj / "candles.parquet"))
+    (proj / "cfg.yaml").write_text("data: {calls: calls.parquet, candles: candles.parquet}\n"
+                                   "param_grid: {tp_mults: [2, 3], sl_mults: [0.9]}\noutput: out\n")
+    assert cli("run", "cfg.yaml", cwd=proj).returncode == 0
+    again = cli("run", "proj/cfg.yaml", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "reused from the journal" in again.stdout and " 0 chunks computed" in again.stdout

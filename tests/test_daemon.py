@@ -249,3 +249,13 @@ def test_library_prints_cannot_reach_the_protocol_stream():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True)
     assert out.stdout == b'{"jsonrpc":"2.0","id":1,"result":{}}\n'
     assert b"noise from a library" in out.stderr and b"raw fd 1 noise" in out.stderr
+
+
+def test_checkpoint_dir_that_cannot_be_used_is_invalid_params(daemon, loaded, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    err = daemon.client.call("optimize", {"dataset_id": "demo", "param_grid": GRID,
+                                          "run_id": "r", "checkpoint_dir": str(blocker)})["error"]
+    assert err["code"] == -32602 and err["data"]["path"] == "$.checkpoint_dir"
+    err = daemon.client.call("optimize", {"dataset_id": "demo", "run_id": "r"})["error"]
+    assert err["code"] == -32602 and err["data"]["path"] == "$.checkpoint_dir"

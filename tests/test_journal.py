@@ -230,7 +230,7 @@ def test_a_different_run_is_refused_unless_restart(tmp_path, ds):
     e = err.value
     assert e.code == -32004
     assert f"run directory {tmp_path} holds a different run" in e.message
-    assert "pass restart to start over" in e.message
+    assert "to start over, pass restart: true (CLI: --restart)" in e.message
     assert e.data["expected"] == fingerprint(ds, other)
     assert e.data["found"] == fingerprint(ds, {"grid": GRID})
     assert path.read_bytes() == before  # refused: untouched
@@ -537,3 +537,33 @@ def test_optimize_with_a_failed_chunk_and_include_all_lists_only_evaluated_point
     done, result = step(flow, (metrics, exits, skipped))
     assert done and [p.index for p in result.all_results] == [0, 2]
     assert result.best_params is not None and result.best_params.tp_mult != 2
+
+
+def test_resumed_grouped_run_after_a_failed_chunk_equals_a_fresh_run(tmp_path, monkeypatch):
+    """Job 1 of a grouped run (grouped_params: optimize) is built from job 0's
+    results; after a job-0 chunk failed, job 1 must not be journaled, or a
+    resume would reuse results computed over the wrong callers."""
+    from worker import synthetic_dataset
+    from worker._callers import grouped_eval, grouped_eval_flow
+    from worker._jobs import local_span_evaluator, recorded
+
+    monkeypatch.setattr(J, "CHUNK_ITEMS", 30)
+    ds = synthetic_dataset(n_calls=300, n_candles=300, seed=1, n_callers=6)
+    kw = dict(filter_collapsed=False, filter_extreme=False, grouped_params="optimize")
+    base = local_span_evaluator(ds)
+
+    async def failing(job, span):
+        if job.group_codes is not None and span[0] == 30:
+            raise RuntimeError("simulated crash")
+        return await base(job, span)
+
+    results = []
+    for evaluate_span in (failing, base):
+        journal = J.Journal.open(tmp_path / "journal.jsonl", "fp")
+        result, stats = anyio.run(lambda: run_checkpointed(
+            recorded(grouped_eval_flow(ds, None, **kw), []), journal, evaluate_span))
+        journal.close()
+        results.append((result, stats))
+    (first, first_stats), (resumed, _) = results
+    assert len(first_stats.failed) == 1
+    assert msgspec.json.encode(resumed) == msgspec.json.encode(grouped_eval(ds, None, **kw))

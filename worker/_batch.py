@@ -17,8 +17,9 @@ import msgspec
 
 from ._callers import grouped_eval_flow, optimize_per_caller_flow
 from ._checkpoint import run_checkpointed
-from ._config import RunConfig, load_config
+from ._config import RunConfig, load_config, locate_error
 from ._dataset import Dataset
+from ._errors import InvalidParams
 from ._files import dataset_from_files
 from ._jobs import Flow, GridJob, local_span_evaluator, recorded
 from ._journal import Journal
@@ -47,6 +48,10 @@ def request_of(cfg: RunConfig) -> dict:
     request = msgspec.to_builtins(cfg)
     for key in ("output", "workers"):
         request.pop(key)
+    # The data's content is fingerprinted; where the files are is not (a
+    # resume from another directory, or after moving them, still resumes).
+    for key in ("calls", "candles"):
+        request["data"].pop(key, None)
     return request
 
 
@@ -86,28 +91,39 @@ def dry_run(ds: Dataset, cfg: RunConfig, out=sys.stdout) -> None:
 
 def run_main(config_path: str, *, dry: bool = False, restart: bool = False) -> int:
     cfg, text = load_config(config_path)
-    ds = load_data(cfg)
+    try:
+        ds = load_data(cfg)
+        # Every check before anything is written: a bad config must not
+        # leave a run directory that then refuses the corrected one.
+        study = make_study(ds, grid=cfg.param_grid, **_study_args(cfg))
+    except InvalidParams as exc:
+        raise locate_error(Path(config_path), text, exc, _CONFIG_KEYS) from None
     if dry:
         dry_run(ds, cfg)
         return 0
     run_dir = Path(cfg.output)
-    journal = open_run(run_dir, ds, request_of(cfg), restart=restart)
-    (run_dir / "config.yaml").write_text(text)
-    started = now()
+    journal = open_run(run_dir, ds, request_of(cfg), restart=restart, path="$.output")
     bar = ProgressPrinter(sys.stderr, label=f"{cfg.run} {run_dir.name}")
-    jobs: list = []
     try:
+        (run_dir / "config.yaml").write_text(text)
+        started = now()
+        jobs: list = []
         result, stats = anyio.run(_execute, ds, cfg, journal, recorded(make_flow(ds, cfg), jobs), bar)
+        # The journal's lock is held until the run directory is complete.
+        paths = finish_run(run_dir, ds, cfg.run, study, result, stats, jobs, started)
     finally:
         journal.close()
         bar.close()
-    study = make_study(ds, grid=cfg.param_grid, **_study_args(cfg))
-    paths = finish_run(run_dir, ds, cfg.run, study, result, stats, jobs, started)
     sys.stdout.write(f"{cfg.run} finished: {stats.chunks_computed} chunks computed, "
                      f"{stats.chunks_reused} reused from the journal, {len(stats.failed)} failed\n")
     for path in paths:
         sys.stdout.write(f"  {path}\n")
     return 0
+
+
+# Where a library error's path lives in a config file.
+_CONFIG_KEYS = {"$.calls_path": "$.data.calls", "$.candles_path": "$.data.candles",
+                "$.simulator_config": "$.simulator_config", "$.param_grid": "$.param_grid"}
 
 
 async def _execute(ds: Dataset, cfg: RunConfig, journal: Journal, flow: Flow, bar):

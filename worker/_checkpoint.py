@@ -82,6 +82,14 @@ class _Run:
         self.done = 0          # items done in the jobs seen so far (reused, computed, failed)
         self.total = 0         # items of the jobs seen so far
         self.durable = 0       # items of finished chunks that are in the journal
+        # A later job is built from earlier jobs' results (grouped runs:
+        # which callers are selected). Once a chunk of job k has failed, later
+        # jobs rest on incomplete results: they neither reuse journal entries
+        # nor journal their own, so a resume recomputes them after retrying k.
+        self.failed_job: int | None = None
+
+    def tainted(self, k: int) -> bool:
+        return self.failed_job is not None and self.failed_job < k
 
     def progress(self) -> None:
         if self.on_progress is not None:
@@ -107,7 +115,7 @@ class _Run:
         spans = chunk_spans(job)
         n = job.n_items
         out = tuple(np.empty((n, w), d) for w, d in zip(_WIDTHS, _DTYPES))
-        have = self.journal.done(k)
+        have = {} if self.tainted(k) else self.journal.done(k)
         todo: list[tuple[int, int]] = []
         self.total += n
         st = self.stats
@@ -155,13 +163,15 @@ class _Run:
             out[1][a:b] = 0
             out[2][a:b] = 0
             self.pending.append(FailedEntry(k, span, error))
+            self.failed_job = k if self.failed_job is None else min(self.failed_job, k)
             self.stats.failed.append({"id": chunk_id(k, span), "job": k, "span": [a, b],
                                       "error": error})
         else:
             for o, arr in zip(out, arrays):
                 o[a:b] = arr
-            # Views of the job's arrays: the journal keeps no second copy.
-            self.pending.append(ChunkEntry(k, span, (out[0][a:b], out[1][a:b], out[2][a:b])))
+            if not self.tainted(k):
+                # Views of the job's arrays: the journal keeps no second copy.
+                self.pending.append(ChunkEntry(k, span, (out[0][a:b], out[1][a:b], out[2][a:b])))
             self.stats.chunks_computed += 1
         self.done += b - a
         self.progress()

@@ -101,6 +101,20 @@ def _located(path: Path, text: str, message: str) -> InvalidParams:
     return InvalidParams(f"{where}: {match.group('msg')}", path=json_path)
 
 
+def locate_error(path: Path, text: str, exc: InvalidParams, renames: dict[str, str]) -> InvalidParams:
+    """``exc`` (from the library, with a request path) as an error on the
+    config's own key and line."""
+    json_path = exc.path
+    for old, new in renames.items():
+        if json_path == old or json_path.startswith(old + ".") or json_path.startswith(old + "["):
+            json_path = new + json_path[len(old):]
+            break
+    message = exc.message.removesuffix(f" (at {exc.path})")
+    line = yaml_line(text, json_path)
+    where = f"{path}, line {line}" if line else str(path)
+    return InvalidParams(f"{where}: {message}", path=json_path)
+
+
 def yaml_line(text: str, json_path: str, *, key: bool = False) -> int | None:
     """1-based line of the node at ``json_path`` (``$.a.b[2]``), or of the
     deepest existing parent (a missing key is reported where it belongs).

@@ -246,6 +246,10 @@ class Worker:
         try:
             if owned:
                 shared = await anyio.to_thread.run_sync(share_dataset, ds, self.settings.shm_dir)
+        except BaseException:
+            journal.close()
+            raise
+        try:
             evaluate_span = (local_span_evaluator(ds, self._local) if self.pool is None else
                              lambda job, span: self.pool.evaluate(shared, shared.path, job, span=span))
 
@@ -258,13 +262,14 @@ class Worker:
                 result, stats = await run_checkpointed(
                     recorded(make_flow(ds), jobs), journal, evaluate_span, on_durable=durable,
                     on_progress=progress.set_done, concurrency=max(1, self.settings.pool_size))
+            # The journal's lock is held until the run directory is complete.
+            await anyio.to_thread.run_sync(finish_run, run_dir, ds, kind, study, result, stats,
+                                           jobs, started)
         finally:
             journal.close()
             if owned:
                 with anyio.CancelScope(shield=True):
                     await self._forget_and_close(shared)
-        await anyio.to_thread.run_sync(finish_run, run_dir, ds, kind, study, result, stats,
-                                       jobs, started)
         return result
 
     async def _run_on_pool(self, ds: Dataset, shared: SharedDataset | None, flow: Flow,

@@ -116,6 +116,8 @@ def local_span_evaluator(ds: Dataset, limiter: Any = None):
         return evaluate(ds, job, span, sweep)
 
     async def evaluate_span(job: GridJob, span: tuple[int, int]) -> Arrays:
-        return await anyio.to_thread.run_sync(run, job, span, limiter=limiter)
+        # Cancelled: answer at once; the chunk finishes unseen and is not journaled.
+        return await anyio.to_thread.run_sync(run, job, span, limiter=limiter,
+                                              abandon_on_cancel=True)
 
     return evaluate_span

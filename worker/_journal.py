@@ -319,9 +319,10 @@ class Journal:
                 except _Corrupt as e:
                     if end < size:  # not the last line: the file is damaged, not torn
                         raise CheckpointMismatch(
-                            f"{path} is corrupt at line {number + 1} ({e}); pass restart to "
-                            "start over", data={"path": str(path), "line": number + 1,
-                                                "reason": "corrupt"}) from None
+                            f"{path} is corrupt at line {number + 1} ({e}); to start over, "
+                            "pass restart: true (CLI: --restart)",
+                            data={"path": str(path), "line": number + 1, "reason": "corrupt"},
+                        ) from None
                     break            # a torn last line: cut off below
                 good_end = end
         if good_end < size:
@@ -346,7 +347,7 @@ class Journal:
                      else f"of journal version {line.version}")
             raise CheckpointMismatch(
                 f"run directory {path.parent} holds a different run (fingerprint {found}); "
-                "pass restart to start over",
+                "to start over, pass restart: true (CLI: --restart)",
                 data={"path": str(path), "expected": fingerprint, "found": line.fingerprint,
                       "version": line.version, "reason": "fingerprint"})
         return cls(path, fd, fingerprint, line.created)

@@ -5,6 +5,7 @@ a run, finished (results, report) after it."""
 from __future__ import annotations
 
 import datetime as _dt
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +13,10 @@ import msgspec
 import numpy as np
 
 from ._dataset import Dataset
+from ._errors import InvalidParams
 from ._journal import Journal, fingerprint
 from ._optimize import Study, feasible_mask, rank_order, simulate_positions
-from ._report import results_table, write_report
+from ._report import results_table, write_atomic, write_report
 from ._validate import grid_size
 
 _ENCODER = msgspec.json.Encoder()
@@ -25,7 +27,20 @@ def now() -> str:
 
 
 def _write_json(path: Path, value: Any) -> None:
-    path.write_bytes(msgspec.json.format(_ENCODER.encode(value)) + b"\n")
+    write_atomic(path, msgspec.json.format(_ENCODER.encode(value)) + b"\n")
+
+
+# What a finished run adds to its directory. A run being (re)started or
+# resumed is not finished: these go, so a directory never mixes one run's
+# journal with another run's results (analyze refuses it until the end).
+_END_OF_RUN = ("result.json", "run.json", "best_trades.json", "results.parquet",
+               "results.csv", "summary.md")
+
+
+def _clear_end_of_run(run_dir: Path) -> None:
+    for name in _END_OF_RUN:
+        (run_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(run_dir / "plots", ignore_errors=True)
 
 
 # Request fields that say where the data or the run lives, or how it is
@@ -42,11 +57,17 @@ def checkpoint_request(params: Any) -> dict:
     return {k: v for k, v in request.items() if k not in _NOT_FINGERPRINTED}
 
 
-def open_run(run_dir: Path, ds: Dataset, request: Any, *, restart: bool = False) -> Journal:
+def open_run(run_dir: Path, ds: Dataset, request: Any, *, restart: bool = False,
+             path: str = "$.checkpoint_dir") -> Journal:
     """Create or resume ``run_dir``: its journal (refusing a different run
     unless ``restart``) and the request that makes it."""
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidParams(f"cannot create run directory {run_dir}: {exc.strerror}",
+                            path=path) from None
     journal = Journal.open(run_dir / "journal.jsonl", fingerprint(ds, request), restart=restart)
+    _clear_end_of_run(run_dir)
     _write_json(run_dir / "request.json", request)
     return journal
 
@@ -75,6 +96,8 @@ def finish_run(run_dir: Path, ds: Dataset, kind: str, study: Study, result: Any,
     _write_json(run_dir / "run.json", meta)
     if trades is not None:
         _write_json(run_dir / "best_trades.json", trades)
+    else:
+        (run_dir / "best_trades.json").unlink(missing_ok=True)
     return write_report(run_dir, table=table, meta=meta, result=result, best_trades=trades)
 
 

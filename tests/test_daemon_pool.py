@@ -11,22 +11,11 @@ import signal
 import pytest
 
 from tests._daemon import Daemon, pid_alive
-from worker._files import write_dataset_files
-from worker._synthetic import synthetic_dataset
 
 # About 200 million call x grid-point evaluations: seconds of pool work.
 LONG_GRID = {"tp_mults": [round(1.1 + 0.1 * i, 2) for i in range(50)],
              "sl_mults": [round(0.5 + 0.01 * i, 2) for i in range(40)],
              "max_hold_hrs": list(range(1, 51))}
-
-
-@pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    d = tmp_path_factory.mktemp("data")
-    ds = synthetic_dataset(n_calls=2_000, n_candles=600, n_callers=8, seed=11)
-    calls, candles = str(d / "calls.parquet"), str(d / "candles.parquet")
-    write_dataset_files(ds, calls, candles)
-    return {"calls_path": calls, "candles_path": candles}
 
 
 def start(files, *extra: str) -> Daemon:

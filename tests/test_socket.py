@@ -31,8 +31,6 @@ import worker
 from tests._daemon import TIMEOUT, connect, hang_up, pid_alive, worker_env
 from tests.test_daemon import GRID, cli_payload
 from tests.test_daemon_pool import LONG_GRID, first_report
-from worker._files import write_dataset_files
-from worker._synthetic import synthetic_dataset
 
 NOBODY = 65534
 
@@ -133,15 +131,6 @@ def mode_of(path) -> int:
 
 
 # --- fixtures ---------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    d = tmp_path_factory.mktemp("data")
-    ds = synthetic_dataset(n_calls=2_000, n_candles=600, n_callers=8, seed=11)
-    calls, candles = str(d / "calls.parquet"), str(d / "candles.parquet")
-    write_dataset_files(ds, calls, candles)
-    return {"calls_path": calls, "candles_path": candles}
-
 
 @pytest.fixture(scope="module")
 def payload():

@@ -161,19 +161,19 @@ class _Header(msgspec.Struct, tag_field="type", tag="header"):
     created: str
 
 
-class _Chunk(msgspec.Struct, tag_field="type", tag="chunk"):
+class _EntryLine(msgspec.Struct, tag_field="type"):
     id: str
     job: int
     span: tuple[int, int]
+
+
+class _Chunk(_EntryLine, tag="chunk"):
     m: str
     e: str
     s: str
 
 
-class _Failed(msgspec.Struct, tag_field="type", tag="failed"):
-    id: str
-    job: int
-    span: tuple[int, int]
+class _Failed(_EntryLine, tag="failed"):
     error: str
 
 

@@ -10,6 +10,7 @@ committed file is stale.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,7 @@ def render_schema() -> str:
 
 def main() -> None:
     SCHEMA_PATH.write_text(render_schema(), encoding="utf-8")
-    print(f"wrote {SCHEMA_PATH}")
+    sys.stderr.write(f"wrote {SCHEMA_PATH}\n")  # stdout stays free: this may run beside the daemon
 
 
 if __name__ == "__main__":

@@ -126,3 +126,11 @@ def test_resume_does_not_depend_on_the_working_directory(tmp_path):
     again = cli("run", "proj/cfg.yaml", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert "reused from the journal" in again.stdout and " 0 chunks computed" in again.stdout
+
+
+def test_unknown_caller_groups_names_are_warned_about(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(GOOD + "caller_groups: [caller-000, nobody]\n")
+    out = cli("run", str(cfg), "--dry-run", cwd=tmp_path)
+    assert out.returncode == 0 and "warning" in out.stderr and "nobody" in out.stderr
+    assert "caller-000" not in out.stderr.split("ignored")[-1]

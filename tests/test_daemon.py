@@ -259,3 +259,19 @@ def test_checkpoint_dir_that_cannot_be_used_is_invalid_params(daemon, loaded, tm
     assert err["code"] == -32602 and err["data"]["path"] == "$.checkpoint_dir"
     err = daemon.client.call("optimize", {"dataset_id": "demo", "run_id": "r"})["error"]
     assert err["code"] == -32602 and err["data"]["path"] == "$.checkpoint_dir"
+
+
+def test_unknown_caller_groups_names_are_logged(tmp_path, payload):
+    log = tmp_path / "stderr.log"
+    d = Daemon("--pool-size", "0", stderr_path=str(log))
+    try:
+        res = d.client.result("optimize", {**payload, "param_grid": GRID,
+                                           "caller_groups": ["nobody"]})
+        assert res["best_metrics"]["trades_executed"] == 0  # no calls take part
+        d.client.result("shutdown")
+        assert d.wait() == 0
+    finally:
+        d.kill()
+    warnings = [json.loads(line) for line in log.read_text().splitlines()
+                if "caller_groups" in line]
+    assert warnings and warnings[0]["callers"] == ["nobody"] and warnings[0]["level"] == "warning"

@@ -23,7 +23,7 @@ from ._errors import InvalidParams
 from ._files import dataset_from_files
 from ._jobs import Flow, GridJob, local_span_evaluator, recorded
 from ._journal import Journal
-from ._optimize import make_study, optimize_flow
+from ._optimize import make_study, optimize_flow, unknown_callers
 from ._pool import WorkerPool
 from ._progress_bar import ProgressPrinter
 from ._rundir import finish_run, now, open_run
@@ -98,6 +98,10 @@ def run_main(config_path: str, *, dry: bool = False, restart: bool = False) -> i
         study = make_study(ds, grid=cfg.param_grid, **_study_args(cfg))
     except InvalidParams as exc:
         raise locate_error(Path(config_path), text, exc, _CONFIG_KEYS) from None
+    unknown = unknown_callers(ds, cfg.caller_groups)
+    if unknown:
+        sys.stderr.write(f"optimizer-worker: warning: caller_groups names callers with no calls "
+                         f"in the data (ignored): {', '.join(unknown[:20])}\n")
     if dry:
         dry_run(ds, cfg)
         return 0

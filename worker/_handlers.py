@@ -24,6 +24,7 @@ from typing import Any
 
 import anyio
 import msgspec
+import structlog
 
 from protocol import ParamGrid
 from protocol import _messages as m
@@ -37,7 +38,7 @@ from ._files import dataset_from_files, estimated_bytes
 from ._checkpoint import run_checkpointed
 from ._jobs import Flow, local_span_evaluator, recorded, run_sync
 from ._loaders import dataset_from_columnar, dataset_from_rows
-from ._optimize import make_study, optimize_flow, simulate
+from ._optimize import make_study, optimize_flow, simulate, unknown_callers
 from ._pool import run_flow
 from ._progress import Progress
 from ._rundir import checkpoint_request, finish_run, now, open_run
@@ -46,6 +47,7 @@ from ._shm import SharedDataset, share_dataset
 from ._validate import grid_size
 
 PROTOCOL_VERSION = "1.0"
+log = structlog.get_logger()
 
 
 def build_source(p: m.DataSource) -> Dataset:
@@ -188,6 +190,13 @@ class Worker:
 
     # ------------------------------------------------------------ compute
 
+    @staticmethod
+    def _warn_unknown_callers(ds: Dataset, p: Any, ctx: Any) -> None:
+        unknown = unknown_callers(ds, p.caller_groups)
+        if unknown:
+            log.warning("caller_groups names callers with no calls (ignored)",
+                        id=ctx.id, method=ctx.method, callers=unknown[:20])
+
     def _study_args(self, p: m.OptimizeParams) -> dict[str, Any]:
         return dict(config=p.simulator_config, mode=p.mode, objective=p.objective,
                     minimize=p.minimize, constraints=p.constraints, caller_groups=p.caller_groups,
@@ -195,6 +204,7 @@ class Worker:
 
     async def simulate(self, p: m.SimulateParams, ctx: Any) -> Any:
         async with self._data(p) as (ds, _):
+            self._warn_unknown_callers(ds, p, ctx)
             return await anyio.to_thread.run_sync(
                 lambda: simulate(ds, p.params, config=p.simulator_config, mode=p.mode,
                                  include_trades=p.include_trades, caller_groups=p.caller_groups),
@@ -222,6 +232,7 @@ class Worker:
             raise InvalidParams("run_id and checkpoint_dir go together (a checkpointed run)",
                                 path=f"$.{missing}")
         async with self._data(p) as (ds, shared):
+            self._warn_unknown_callers(ds, p, ctx)
             if p.run_id is not None:
                 return await self._run_checkpointed(p, ctx, kind, ds, shared, make_flow)
             async with Progress(ctx, p.progress_token, unit="runs") as progress:

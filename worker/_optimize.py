@@ -79,6 +79,15 @@ def participating(ds: Dataset, caller_groups: Any, path: str = "$.caller_groups"
     return np.flatnonzero(np.isin(ds.call_caller, codes))
 
 
+def unknown_callers(ds: Dataset, caller_groups: Any) -> list[str]:
+    """Names in ``caller_groups`` that no call of ``ds`` has: ignored by the
+    filter, but most likely typos, so callers warn about them."""
+    if not isinstance(caller_groups, (list, tuple)):
+        return []
+    known = set(ds.caller_names)
+    return [name for name in caller_groups if isinstance(name, str) and name not in known]
+
+
 def feasible_mask(study: Study, metrics: np.ndarray) -> np.ndarray:
     """Feasibility of each row of ``metrics`` (``[..., 11]``)."""
     c = study.constraints

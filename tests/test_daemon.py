@@ -275,3 +275,23 @@ def test_unknown_caller_groups_names_are_logged(tmp_path, payload):
     warnings = [json.loads(line) for line in log.read_text().splitlines()
                 if "caller_groups" in line]
     assert warnings and warnings[0]["callers"] == ["nobody"] and warnings[0]["level"] == "warning"
+
+
+@pytest.mark.parametrize("line", [
+    b'{"jsonrpc":"2.0","id":"\xff","method":"ping"}',
+    b'{"jsonrpc":"2.0","id":1,"method":"\xff"}',
+    b'[{"jsonrpc":"2.0","id":"\xff","method":"ping"}]',
+    b'{"jsonrpc":"2.0","id":"u","method":"dropDataset","params":{"dataset_id":"\xff"}}',
+    b"[" * 100_000 + b"]" * 100_000,
+    b'{"jsonrpc":"2.0","id":"deep","method":"ping","params":{"a":' + b"[" * 100_000
+    + b"]" * 100_000 + b"}}",
+], ids=["utf8-id", "utf8-method", "utf8-batch", "utf8-params", "deep", "deep-params"])
+def test_hostile_lines_get_an_error_and_the_daemon_keeps_serving(daemon, line):
+    c = daemon.client
+    before = len(c.raw_lines)
+    c.send_raw(line + b"\n")
+    assert c.result("ping") == {}  # still alive, stream still usable
+    replies = [json.loads(raw) for raw in c.raw_lines[before:]]
+    errors = [r for r in replies if isinstance(r, dict) and "error" in r] + \
+        [e for r in replies if isinstance(r, list) for e in r if "error" in e]
+    assert errors and errors[0]["error"]["code"] in (-32700, -32600, -32602)

@@ -121,3 +121,23 @@ def test_every_way_of_stopping_exits_0_with_no_orphans(files, how):
         assert not [f for f in os.listdir("/dev/shm") if f.startswith(f"optimizer-worker-{d.proc.pid}-")]
     finally:
         d.kill()
+
+
+def test_without_a_pool_large_work_runs_in_spans_and_cancels(files):
+    d = Daemon("--pool-size", "0")
+    try:
+        c = d.client
+        c.result("loadDataset", {"dataset_id": "big", **files})
+        rid = c.send("optimize", {"dataset_id": "big", "param_grid": LONG_GRID,
+                                  "progress_token": "local"})
+        first_report(c, "local")  # spans report progress: it runs in pieces
+        assert c.call("cancel", {"id": rid})["result"] == {"cancelled": True}
+        assert c.response(rid)["error"]["code"] == -32800
+        small = c.result("optimize", {"dataset_id": "big", "param_grid": {"tp_mults": [2],
+                                                                         "sl_mults": [0.9]}})
+        assert small["params_evaluated"] == 1
+        # Nothing about the cancelled request follows its -32800.
+        after = c.order[c.order.index(rid) + 1:]
+        assert "n:$/progress" not in after
+    finally:
+        d.kill()

@@ -318,7 +318,9 @@ async def test_cancel_drops_queued_work_and_pool_keeps_working(pool, ds, shared)
             seen.append(done)
             scope.cancel()
         await pool.evaluate(shared, "ds", big, on_progress=cancel_at_first_progress)
-    assert scope.cancelled_caught and len(seen) == 1 and seen[0] < big.n_items
+    # Spans of both processes may finish in the same loop iteration, before
+    # the cancel is delivered: at most one per process, never the whole job.
+    assert scope.cancelled_caught and 1 <= len(seen) <= pool.size and seen[-1] < big.n_items
     assert pool.stats()["queued_spans"] == 0  # its queued spans went at once
     job = job_of(ds, per_caller=True)
     assert_same(await pool.evaluate(shared, "ds", job), evaluate(ds, job))

@@ -6,9 +6,11 @@ Where work runs (the concurrency rules):
   so ``ping`` is answered while grids run.
 - Small work (under ``Settings.local_evaluations`` call x grid-point
   evaluations) runs in one worker thread of this process, one request at a
-  time (``_local``: Numba's parallel kernels are not launched from two
-  threads at once). Cancelling such a request answers -32800 at once; the
-  thread finishes its few milliseconds in the background (abandoned).
+  time (``_local``: Numba's parallel kernels are never launched from two
+  threads at once, so a cancelled request keeps the limiter until its
+  kernels stop). A cancel is answered -32800 at once by the dispatcher.
+- Without a pool, larger work runs in this process in spans of about
+  ``SPAN_EVALUATIONS`` with a cancellation point between them.
 - Large work goes to the process pool in chunks; a flow's Python steps
   (validation, ranking, building results) still run in a worker thread.
   Cancelling stops the dispatch of its chunks at once (``WorkerPool``).
@@ -36,11 +38,11 @@ from ._dataset import Dataset
 from ._errors import InvalidParams
 from ._files import dataset_from_files, estimated_bytes
 from ._checkpoint import run_checkpointed
-from ._jobs import Flow, local_span_evaluator, recorded, run_sync
+from ._jobs import Flow, local_span_evaluator, recorded, run_local, run_sync
 from ._loaders import dataset_from_columnar, dataset_from_rows
 from ._optimize import make_study, optimize_flow, simulate, unknown_callers
 from ._pool import run_flow
-from ._progress import Progress
+from ._progress import Progress, track
 from ._rundir import checkpoint_request, finish_run, now, open_run
 from ._settings import Settings
 from ._shm import SharedDataset, share_dataset
@@ -208,7 +210,7 @@ class Worker:
             return await anyio.to_thread.run_sync(
                 lambda: simulate(ds, p.params, config=p.simulator_config, mode=p.mode,
                                  include_trades=p.include_trades, caller_groups=p.caller_groups),
-                limiter=self._local, abandon_on_cancel=True)
+                limiter=self._local)
 
     async def optimize(self, p: m.OptimizeParams, ctx: Any) -> Any:
         return await self._run(p, ctx, "optimize", lambda ds: optimize_flow(
@@ -235,12 +237,17 @@ class Worker:
             self._warn_unknown_callers(ds, p, ctx)
             if p.run_id is not None:
                 return await self._run_checkpointed(p, ctx, kind, ds, shared, make_flow)
-            async with Progress(ctx, p.progress_token, unit="runs") as progress:
+            async with track(ctx, p.progress_token, "runs") as progress:
                 flow = make_flow(ds)
-                points = grid_size(p.param_grid or ParamGrid())
-                if self.pool is None or ds.n_calls * points <= self.settings.local_evaluations:
-                    return await anyio.to_thread.run_sync(run_sync, ds, flow, limiter=self._local,
-                                                          abandon_on_cancel=True)
+                evaluations = ds.n_calls * grid_size(p.param_grid or ParamGrid())
+                if evaluations <= self.settings.local_evaluations:
+                    # Small: one hop. Not abandoned on cancel, so the limiter
+                    # is held until the kernels stop (a fraction of a second).
+                    return await anyio.to_thread.run_sync(run_sync, ds, flow, limiter=self._local)
+                if self.pool is None:
+                    return await run_local(ds, flow, limiter=self._local,
+                                           on_job=lambda job: progress.add_total(job.n_items),
+                                           on_progress=progress.chunk_done)
                 return await self._run_on_pool(ds, shared, flow, progress)
 
     async def _run_checkpointed(self, p: m.OptimizeParams, ctx: Any, kind: str, ds: Dataset,
@@ -269,7 +276,7 @@ class Worker:
                     token=p.progress_token, run_id=p.run_id, done=done, total=total,
                     path=str(run_dir)))
 
-            async with Progress(ctx, p.progress_token, unit="runs") as progress:
+            async with track(ctx, p.progress_token, "runs") as progress:
                 result, stats = await run_checkpointed(
                     recorded(make_flow(ds), jobs), journal, evaluate_span, on_durable=durable,
                     on_progress=progress.set_done, concurrency=max(1, self.settings.pool_size))

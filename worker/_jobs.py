@@ -116,8 +116,43 @@ def local_span_evaluator(ds: Dataset, limiter: Any = None):
         return evaluate(ds, job, span, sweep)
 
     async def evaluate_span(job: GridJob, span: tuple[int, int]) -> Arrays:
-        # Cancelled: answer at once; the chunk finishes unseen and is not journaled.
-        return await anyio.to_thread.run_sync(run, job, span, limiter=limiter,
-                                              abandon_on_cancel=True)
+        # Not abandoned on cancel: the span (short) ends first, so ``limiter``
+        # is held until the kernel really stops. The client already has its
+        # -32800: the dispatcher answers a cancel at once.
+        return await anyio.to_thread.run_sync(run, job, span, limiter=limiter)
 
     return evaluate_span
+
+
+SPAN_EVALUATIONS = 2_000_000  # in-process spans: a cancel waits for one at most
+
+
+async def run_local(ds: Dataset, flow: Flow[R], *, limiter: Any = None,
+                    on_job: Any = None, on_progress: Any = None,
+                    span_evaluations: int = SPAN_EVALUATIONS) -> R:
+    """``run_sync`` for large work without a pool: each job evaluated in
+    spans on a worker thread, with a cancellation point between spans."""
+    import anyio
+
+    evaluate_span = local_span_evaluator(ds, limiter)
+    try:
+        done, value = await anyio.to_thread.run_sync(step, flow, None)
+        while not done:
+            job = value
+            if on_job is not None:
+                on_job(job)
+            per_item = -(-int(job.positions.size) // max(1, job.n_groups)) + 1
+            width = max(1, span_evaluations // per_item)
+            parts = [np.empty((0, 11)), np.zeros((0, 4), np.int64), np.zeros((0, 3), np.int64)]
+            chunks = []
+            for a in range(0, job.n_items, width):
+                span = (a, min(job.n_items, a + width))
+                chunks.append(await evaluate_span(job, span))
+                if on_progress is not None:
+                    on_progress(span[1], job.n_items)
+            arrays = tuple(np.concatenate([c[i] for c in chunks]) if chunks else parts[i]
+                           for i in range(3))
+            done, value = await anyio.to_thread.run_sync(step, flow, arrays)
+        return value
+    finally:
+        flow.close()

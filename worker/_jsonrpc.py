@@ -39,7 +39,7 @@ from protocol._messages import METHODS, CancelParams, CancelResult
 
 from ._errors import WorkerError
 from ._framing import LineReader, LineTooLong
-from ._jsonrpc_wire import (INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND,
+from ._jsonrpc_wire import (INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, NOT_JSON,
                             PARSE_ERROR, REQUEST_CANCELLED, Rejection, Request, decode_message,
                             encode_error, encode_notification, encode_result, first_byte, shown,
                             split_path)
@@ -178,7 +178,11 @@ class RequestContext:
         return self._call.cancelled
 
     async def notify(self, method: str, params: Any) -> None:
-        """Send a notification (e.g. ``$/progress``) on this connection."""
+        """Send a notification (e.g. ``$/progress``) on this connection.
+        Dropped once the request is answered (a cancel answers at once):
+        nothing about a request may follow its response."""
+        if self._call.answered:
+            return
         await self._conn.write(encode_notification(method, params) + b"\n")
 
     def call_after_response(self, callback: Callback) -> None:
@@ -268,7 +272,7 @@ class Dispatcher:
             return
         try:
             message = decode_message(line)
-        except msgspec.DecodeError as exc:
+        except NOT_JSON as exc:
             self._reject(conn, _Sink(conn), Rejection(None, f"parse error: {exc}"),
                          code=PARSE_ERROR)
             return
@@ -333,6 +337,8 @@ class Dispatcher:
         except msgspec.ValidationError as exc:
             message, path = split_path(str(exc))
             return call.outcome(INVALID_PARAMS, message, {"path": path})
+        except NOT_JSON as exc:  # e.g. invalid UTF-8 inside a params string
+            return call.outcome(INVALID_PARAMS, f"params are not valid JSON: {exc}", {"path": "$"})
         # The raw params keep the whole input line alive (maybe hundreds of MB):
         # let it go while the handler runs.
         call.request = request = request._replace(params=None)

@@ -71,9 +71,15 @@ class Rejection(NamedTuple):
     message: str
 
 
+# What decoding untrusted JSON can raise besides a ValidationError: not JSON,
+# invalid UTF-8 inside a string (UnicodeDecodeError), nesting too deep
+# (RecursionError). Every one is the client's error, never the daemon's death.
+NOT_JSON = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
+
+
 def decode_message(line: bytes | bytearray) -> Request | Rejection | list[Request | Rejection]:
     """One input line: a request (or its rejection), or a batch of them (a
-    list, maybe empty). Raises ``msgspec.DecodeError`` when it is not JSON."""
+    list, maybe empty). Raises one of ``NOT_JSON`` when it is not JSON."""
     try:
         message = _MESSAGE_DECODER.decode(line)
     except msgspec.ValidationError:  # valid JSON, neither object nor array
@@ -89,6 +95,8 @@ def _parse_entry(raw: msgspec.Raw) -> Request | Rejection:
         return _parse(_ENTRY_DECODER.decode(raw))
     except msgspec.ValidationError:
         return Rejection(None, "invalid request: a batch entry must be an object")
+    except NOT_JSON as exc:
+        return Rejection(None, f"invalid request: a batch entry is not valid JSON ({exc})")
 
 
 def _parse(env: _Envelope) -> Request | Rejection:

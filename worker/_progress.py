@@ -10,6 +10,8 @@ without a token costs nothing here.
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -29,7 +31,6 @@ class Progress:
         self._current = 0   # items done of the running job
         self._sent = (-1, -1)
         self._t0 = time.monotonic()
-        self._tg: anyio.abc.TaskGroup | None = None
         self._begun = False
 
     @property
@@ -50,26 +51,12 @@ class Progress:
         including what an earlier attempt finished)."""
         self._base, self._current, self.total = done, 0, total
 
-    async def __aenter__(self) -> Progress:
-        if self._token is None:
-            return self
-        self._tg = anyio.create_task_group()
-        await self._tg.__aenter__()
-        self._tg.start_soon(self._tick)
-        return self
-
-    async def __aexit__(self, exc_type, exc, tb) -> None:
-        if self._tg is None:
-            return
-        self._tg.cancel_scope.cancel()
-        await self._tg.__aexit__(None, None, None)
-        if exc_type is None:
+    async def _finish(self, ok: bool) -> None:
+        if ok:
             self._base, self._current = self.total, 0
-        # The end goes out even when the request was cancelled, before its answer.
-        with anyio.CancelScope(shield=True):
-            if not self._begun:
-                await self._send("begin")
-            await self._send("end")
+        if not self._begun:
+            await self._send("begin")
+        await self._send("end")
 
     async def _tick(self) -> None:
         while True:
@@ -85,3 +72,33 @@ class Progress:
         value = ProgressValue(kind=kind, done=self.done, total=self.total, unit=self._unit,
                               elapsed_ms=(time.monotonic() - self._t0) * 1e3)
         await self._ctx.notify("$/progress", ProgressParams(token=self._token, value=value))
+
+
+@asynccontextmanager
+async def track(ctx: Any, token: str | int | None, unit: str) -> AsyncIterator[Progress]:
+    """``async with track(ctx, token, "runs") as progress``: a ticker sends
+    begin/report while the block runs; ``end`` goes out when it ends, also
+    when it was cancelled (shielded; the dispatcher drops it if the -32800
+    already went out). Scopes nest properly: the ticker's task group is
+    opened and closed inside this one frame."""
+    progress = Progress(ctx, token, unit)
+    if token is None:
+        yield progress
+        return
+    ok = False
+    error: Exception | None = None
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(progress._tick)
+            try:
+                yield progress
+                ok = True
+            except Exception as exc:  # carried out of the task group unwrapped
+                error = exc
+            finally:
+                tg.cancel_scope.cancel()
+        if error is not None:
+            raise error
+    finally:
+        with anyio.CancelScope(shield=True):
+            await progress._finish(ok)

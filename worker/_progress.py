@@ -61,17 +61,20 @@ class Progress:
     async def _tick(self) -> None:
         while True:
             await anyio.sleep(_INTERVAL)
-            if not self._begun:
-                await self._send("begin")
-            elif (self.done, self.total) != self._sent:
-                await self._send("report")
+            # Shielded: the ticker is cancelled when the work ends, and a
+            # notification half sent must finish, or ``begin`` could be lost.
+            with anyio.CancelScope(shield=True):
+                if not self._begun:
+                    await self._send("begin")
+                elif (self.done, self.total) != self._sent:
+                    await self._send("report")
 
     async def _send(self, kind: str) -> None:
-        self._begun = True
         self._sent = (self.done, self.total)
         value = ProgressValue(kind=kind, done=self.done, total=self.total, unit=self._unit,
                               elapsed_ms=(time.monotonic() - self._t0) * 1e3)
         await self._ctx.notify("$/progress", ProgressParams(token=self._token, value=value))
+        self._begun = True
 
 
 @asynccontextmanager

@@ -6,7 +6,6 @@ chunk in the journal exactly once. Waiting is on the run's own signals (a
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -15,8 +15,8 @@ import msgspec
 import numpy as np
 
 from protocol import (
-    CallerResult, Constraints, GroupedResult, OptimizeResult, ParamGrid, Params,
-    PerCallerResult, RankedPoint, SimulatorConfig,
+    Constraints, OptimizeResult, ParamGrid, Params,
+    RankedPoint, SimulatorConfig,
 )
 
 from . import _validate as v

@@ -134,3 +134,20 @@ def test_unknown_caller_groups_names_are_warned_about(tmp_path):
     out = cli("run", str(cfg), "--dry-run", cwd=tmp_path)
     assert out.returncode == 0 and "warning" in out.stderr and "nobody" in out.stderr
     assert "caller-000" not in out.stderr.split("ignored")[-1]
+
+
+def test_demo_write_files_round_trips_through_the_file_loader(tmp_path):
+    from worker._files import dataset_from_files
+    from worker._synthetic import synthetic_dataset
+
+    out = tmp_path / "data"
+    done = subprocess.run(
+        [sys.executable, "-m", "worker", "demo", "--calls", "40", "--candles", "90",
+         "--seed", "3", "--write-files", str(out)],
+        capture_output=True, text=True, env=worker_env(), timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "40 calls" in done.stdout and "3,600 candles" in done.stdout
+    loaded = dataset_from_files(str(out / "calls.parquet"), str(out / "candles.parquet"))
+    expected = synthetic_dataset(n_calls=40, n_candles=90, seed=3)
+    assert list(loaded.call_ids) == list(expected.call_ids)
+    assert (loaded.close == expected.close).all() and (loaded.ts_ms == expected.ts_ms).all()

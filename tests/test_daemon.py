@@ -89,6 +89,18 @@ def test_earlier_cli_payload_works_unchanged(daemon, payload):
     assert set(got) >= {"per_caller_results", "selected_callers", "grouped_params", "grouped_result"}
 
 
+def test_small_work_reports_its_real_total(daemon, loaded):
+    """Work small enough to run in one hop still says how much it did:
+    begin, then end with done == total == the runs evaluated."""
+    c = daemon.client
+    rid = c.send("optimizePerCaller", {"dataset_id": "demo", "param_grid": GRID,
+                                       "progress_token": "small"})
+    per = c.response(rid)["result"]["per_caller_results"]
+    events = [n["params"]["value"] for n in c.notifications if n["params"].get("token") == "small"]
+    assert events[0]["kind"] == "begin" and events[-1]["kind"] == "end"
+    assert events[-1]["done"] == events[-1]["total"] == len(per) * 12
+
+
 def test_simulate_and_per_caller(daemon, loaded):
     sim = daemon.client.result("simulate", {"dataset_id": "demo",
                                             "params": {"tp_mult": 2, "sl_mult": 0.9}})

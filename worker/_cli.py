@@ -18,6 +18,8 @@ def _demo(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     ds = synthetic_dataset(n_calls=args.calls, n_candles=args.candles, seed=args.seed)
     t1 = time.perf_counter()
+    if args.write_files is not None:
+        return _write_demo_files(ds, args.write_files)
     result = optimize(ds, None, top_k=5)
     t2 = time.perf_counter()
     per = optimize_per_caller(ds, None)
@@ -39,6 +41,18 @@ def _demo(args: argparse.Namespace) -> int:
     out.write(f"\nper caller: {len(per.per_caller_results)} callers optimized alone in "
               f"{(t3 - t2) * 1e3:.1f} ms; {profitable} end above their initial capital "
               f"at their best point\n")
+    return 0
+
+
+def _write_demo_files(ds, directory: str) -> int:
+    """The demo dataset as SPEC 8 files, for trying the daemon or a client
+    (the TypeScript example loads these)."""
+    from ._files import write_dataset_files
+
+    os.makedirs(directory, exist_ok=True)
+    calls, candles = (os.path.join(directory, n) for n in ("calls.parquet", "candles.parquet"))
+    write_dataset_files(ds, calls, candles)
+    sys.stdout.write(f"wrote {calls} ({ds.n_calls:,} calls) and {candles} ({ds.n_candles:,} candles)\n")
     return 0
 
 
@@ -101,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--candles", type=int, default=2_880,
                       help="one-minute candles per call (default 2880 = 48 h)")
     demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    demo.add_argument("--write-files", metavar="DIR",
+                      help="write the dataset as DIR/calls.parquet and DIR/candles.parquet "
+                           "instead of optimizing")
     demo.set_defaults(run=_demo)
     from ._settings import Settings, default_pool_size
     from ._logging import LEVELS

@@ -243,7 +243,10 @@ class Worker:
                 if evaluations <= self.settings.local_evaluations:
                     # Small: one hop. Not abandoned on cancel, so the limiter
                     # is held until the kernels stop (a fraction of a second).
-                    return await anyio.to_thread.run_sync(run_sync, ds, flow, limiter=self._local)
+                    # add_total runs on that thread; the ticker only reads ints.
+                    return await anyio.to_thread.run_sync(
+                        run_sync, ds, flow, lambda job: progress.add_total(job.n_items),
+                        limiter=self._local)
                 if self.pool is None:
                     return await run_local(ds, flow, limiter=self._local,
                                            on_job=lambda job: progress.add_total(job.n_items),

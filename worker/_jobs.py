@@ -80,10 +80,13 @@ def step(flow: Flow[R], arrays: Arrays | None) -> tuple[bool, Any]:
         return True, stop.value
 
 
-def run_sync(ds: Dataset, flow: Flow[R]) -> R:
-    """Drive a flow to its result, evaluating every job in this process."""
+def run_sync(ds: Dataset, flow: Flow[R], on_job: Any = None) -> R:
+    """Drive a flow to its result, evaluating every job in this process
+    (``on_job(job)`` before each, so progress knows its total)."""
     done, value = step(flow, None)
     while not done:
+        if on_job is not None:
+            on_job(value)
         done, value = step(flow, evaluate(ds, value))
     return value
 

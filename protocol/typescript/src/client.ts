@@ -130,6 +130,8 @@ export class WorkerClient extends EventEmitter {
     this.supervisor = new Supervisor({
       open: (onLine) => this.openTransport(onLine),
       prepare: (conn, generation) => this.prepare(conn, generation),
+      onReady: (conn, generation, reloaded) =>
+        this.emit("ready", { generation, pid: conn.transport.pid, server: this.info!, reloaded }),
       onNotification: (method, params) => this.notification(method, params),
       onExit: (exit) => this.emit("exit", exit),
       onRestarting: (delayMs, crashes) => this.emit("restarting", { delayMs, crashes }),
@@ -247,7 +249,9 @@ export class WorkerClient extends EventEmitter {
       }, conn),
     );
     // Every entry has queued its message synchronously (the connection was given).
-    conn.batch(outs).forEach((answer, i) => sent[i]!(answer));
+    // Entries already aborted queued nothing; if none is left, send nothing
+    // (an empty batch is an Invalid Request).
+    if (outs.length > 0) conn.batch(outs).forEach((answer, i) => sent[i]!(answer));
     const settled = await Promise.allSettled(calls.map((c) => c.result));
     return settled.map((s) => (s.status === "fulfilled" ? { ok: true, value: s.value } : { ok: false, error: s.reason as Error })) as BatchResults<T>;
   }
@@ -287,7 +291,7 @@ export class WorkerClient extends EventEmitter {
   }
 
   /** initialize, then (after a restart) load the remembered datasets again. */
-  private async prepare(conn: Connection, generation: number): Promise<void> {
+  private async prepare(conn: Connection, generation: number): Promise<string[]> {
     const info = this.check("initialize", await conn.request(this.out("initialize", { client: this.options.clientName ?? "optimizer-worker-ts" })));
     const major = info.protocol_version.split(".")[0];
     if (major !== PROTOCOL_MAJOR) {
@@ -311,7 +315,7 @@ export class WorkerClient extends EventEmitter {
         }
       }
     }
-    this.emit("ready", { generation, pid: conn.transport.pid, server: info, reloaded });
+    return reloaded;
   }
 
   private out(method: string, params: unknown): Outgoing {

@@ -11,36 +11,82 @@
 
 const NEWLINE = 0x0a;
 
+/**
+ * `push` found a bad line: over `maxLineBytes` (a `RangeError`,
+ * `LineTooLongError`) or not UTF-8 (a `TypeError`, `InvalidUtf8Error`). It
+ * is thrown after the whole chunk was read: `lines` holds the chunk's good
+ * lines, which a caller should still handle. The bad line is dropped (an
+ * oversized one up to its newline, across chunks) and decoding goes on with
+ * the line after it.
+ */
+export interface BadLineError extends Error {
+  readonly lines: string[];
+}
+
+export class LineTooLongError extends RangeError implements BadLineError {
+  override name = "LineTooLongError";
+  lines: string[] = [];
+}
+
+export class InvalidUtf8Error extends TypeError implements BadLineError {
+  override name = "InvalidUtf8Error";
+  lines: string[] = [];
+}
+
 export class LineDecoder {
   private parts: Buffer[] = [];
   private partBytes = 0;
+  /** Inside a line that went over the limit: drop bytes up to its newline. */
+  private discarding = false;
   private readonly decoder = new TextDecoder("utf-8", { fatal: true });
 
   /**
    * @param maxLineBytes a line longer than this is a protocol error (the
-   *   peer is broken or hostile); the decoder throws rather than buffering
-   *   without bound.
+   *   peer is broken or hostile); the decoder throws `LineTooLongError`
+   *   rather than buffering without bound.
    */
   constructor(private readonly maxLineBytes = Number.POSITIVE_INFINITY) {}
 
-  /** Feeds one chunk; returns the complete lines it finished, decoded. */
+  /**
+   * Feeds one chunk; returns the complete lines it finished, decoded.
+   * Throws a `BadLineError` (carrying the chunk's good lines) if one was bad.
+   */
   push(chunk: Buffer): string[] {
     const lines: string[] = [];
+    let bad: LineTooLongError | InvalidUtf8Error | undefined;
     let start = 0;
     for (;;) {
       const end = chunk.indexOf(NEWLINE, start);
       if (end === -1) break;
-      lines.push(this.finishLine(chunk.subarray(start, end)));
+      const tail = chunk.subarray(start, end);
       start = end + 1;
+      if (this.discarding) {
+        this.discarding = false; // the oversized line ends here
+      } else if (this.partBytes + tail.length > this.maxLineBytes) {
+        bad ??= new LineTooLongError(`a line of ${this.partBytes + tail.length} bytes arrived (limit ${this.maxLineBytes})`);
+        this.reset();
+      } else {
+        try {
+          lines.push(this.finishLine(tail));
+        } catch (error) {
+          bad ??= new InvalidUtf8Error(`a line that is not UTF-8 arrived (${(error as Error).message})`, { cause: error });
+        }
+      }
     }
-    if (start < chunk.length) {
+    if (start < chunk.length && !this.discarding) {
       const rest = chunk.subarray(start);
       this.partBytes += rest.length;
       if (this.partBytes > this.maxLineBytes) {
+        bad ??= new LineTooLongError(`a line longer than ${this.maxLineBytes} bytes arrived`);
         this.reset();
-        throw new RangeError(`a line longer than ${this.maxLineBytes} bytes arrived`);
+        this.discarding = true;
+      } else {
+        this.parts.push(rest);
       }
-      this.parts.push(rest);
+    }
+    if (bad !== undefined) {
+      bad.lines = lines;
+      throw bad;
     }
     return lines;
   }
@@ -53,6 +99,7 @@ export class LineDecoder {
   reset(): void {
     this.parts = [];
     this.partBytes = 0;
+    this.discarding = false;
   }
 
   private finishLine(tail: Buffer): string {
@@ -61,9 +108,6 @@ export class LineDecoder {
       this.parts.push(tail);
       bytes = Buffer.concat(this.parts, this.partBytes + tail.length);
       this.reset();
-    }
-    if (bytes.length > this.maxLineBytes) {
-      throw new RangeError(`a line of ${bytes.length} bytes arrived (limit ${this.maxLineBytes})`);
     }
     // Tolerate CRLF from peers that write it; JSON never ends in a bare CR.
     const end = bytes.length > 0 && bytes[bytes.length - 1] === 0x0d ? bytes.length - 1 : bytes.length;

@@ -19,7 +19,7 @@ export {
   type WorkerClientOptions,
 } from "./client.js";
 export * from "./errors.js";
-export { LineDecoder, encodeLine } from "./framing.js";
+export { InvalidUtf8Error, LineDecoder, LineTooLongError, encodeLine, type BadLineError } from "./framing.js";
 export { consoleLogger, silentLogger, type LogFields, type Logger, type LogMethod } from "./logger.js";
 export type { RestartPolicy } from "./restart.js";
 export * from "./generated/protocol.js";

@@ -35,6 +35,7 @@ export class CrashWindow {
     this.initialDelayMs = policy.initialDelayMs ?? 100;
     this.maxDelayMs = policy.maxDelayMs ?? 10_000;
     if (!(this.maxCrashes >= 1)) throw new RangeError(`restart.maxCrashes must be at least 1, got ${policy.maxCrashes}`);
+    if (!(this.windowMs > 0)) throw new RangeError(`restart.windowMs must be positive, got ${policy.windowMs}`);
   }
 
   /** Records a crash now and says whether (and after how long) to restart. */

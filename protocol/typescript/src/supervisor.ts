@@ -20,7 +20,9 @@ import type { Transport } from "./transport.js";
 export interface SupervisorOptions {
   open(onLine: (line: string) => void): Transport;
   /** Runs on each new incarnation before it counts as ready (initialize, reloads). */
-  prepare(conn: Connection, generation: number): Promise<void>;
+  prepare(conn: Connection, generation: number): Promise<string[]>;
+  /** The new incarnation is ready (state and `connected` already say so). */
+  onReady(conn: Connection, generation: number, reloaded: string[]): void;
   onNotification(method: string, params: unknown): void;
   /** The worker went away unasked (before any restart decision). */
   onExit(exit: ExitInfo): void;
@@ -30,6 +32,9 @@ export interface SupervisorOptions {
   startTimeoutMs: number;
   logger: Logger;
 }
+
+/** How long a failed start waits for the killed process to be gone. */
+const KILL_WAIT_MS = 5_000;
 
 type State = "idle" | "starting" | "ready" | "restarting" | "closing" | "closed" | "failed";
 
@@ -93,6 +98,7 @@ export class Supervisor {
     };
     const conn = new Connection(this.options.open, hooks);
     this.launching = conn;
+    let reloaded: string[] = [];
     try {
       const prepared = this.options.prepare(conn, this.generation);
       const exited = conn.closed.then((exit) => {
@@ -103,21 +109,28 @@ export class Supervisor {
         throw new WorkerClientError(`the worker was not ready within ${this.options.startTimeoutMs} ms`);
       });
       try {
-        await Promise.race([prepared, exited, timedOut]);
+        reloaded = await Promise.race([prepared, exited, timedOut]);
       } finally {
         timer.cancel();
       }
     } catch (error) {
       conn.transport.kill("SIGKILL");
+      // Settle only once it is gone, so no failed start outlives its rejection
+      // (bounded: a grandchild holding its stdout would keep 'close' away).
+      const gone = delay(KILL_WAIT_MS);
+      await Promise.race([conn.closed, gone.promise.catch(() => undefined)]);
+      gone.cancel();
       throw error;
     } finally {
       this.launching = undefined;
     }
     if (this.state === "closing" || this.state === "closed") throw new WorkerUnavailableError("the client is closed");
+    const generation = this.generation;
     this.generation += 1;
     this.current = conn;
     this.state = "ready";
     void conn.closed.then((exit) => this.lost(conn, exit));
+    this.options.onReady(conn, generation, reloaded);
     return conn;
   }
 

@@ -19,7 +19,7 @@ import { createConnection, type Socket } from "node:net";
 import type { Writable } from "node:stream";
 
 import type { ExitInfo } from "./errors.js";
-import { LineDecoder } from "./framing.js";
+import { LineDecoder, type BadLineError } from "./framing.js";
 import { type Logger, logWorkerLine } from "./logger.js";
 
 const STDERR_TAIL_LINES = 20;
@@ -84,8 +84,9 @@ abstract class StreamTransport implements Transport {
       try {
         lines = decoder.push(chunk);
       } catch (error) {
+        // The bad line is dropped; the chunk's good lines (answers, maybe) are not.
         this.logger.error?.("unreadable output from the worker", { error: String(error) });
-        return;
+        lines = (error as Partial<BadLineError>).lines ?? [];
       }
       for (const line of lines) handle(line);
     });

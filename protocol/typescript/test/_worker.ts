@@ -7,7 +7,7 @@
  */
 
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -103,4 +103,39 @@ export function inlineRows(nCalls = 30, nCandles = 240, seed = 1, nCallers = 3) 
     candles_by_call_id[id] = rows;
   }
   return { calls, candles_by_call_id };
+}
+
+/**
+ * A grid of `nTp x nSl x nHold` points (holds 1..nHold hours): with
+ * `demoFiles(1000, 2880)` and the pool off, 20 x 20 x 120 runs for a couple
+ * of seconds in spans, with a progress report about every 0.1 s.
+ */
+export function longGrid(nTp = 20, nSl = 20, nHold = 120) {
+  const spread = (n: number, lo: number, hi: number) =>
+    Array.from({ length: n }, (_, i) => Number((lo + ((hi - lo) * i) / Math.max(1, n - 1)).toFixed(4)));
+  return {
+    tp_mults: spread(nTp, 1.2, 6),
+    sl_mults: spread(nSl, 0.5, 0.97),
+    max_hold_hrs: Array.from({ length: nHold }, (_, i) => i + 1),
+  };
+}
+
+/**
+ * Whether a process is gone: `kill(pid, 0)` fails with ESRCH, or it is a
+ * zombie (dead, waiting for a parent that is not us to reap it).
+ */
+export function processGone(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ESRCH") return true;
+    throw error;
+  }
+  try {
+    // /proc/PID/stat: "pid (comm) STATE ..."; comm may hold spaces or parens.
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z");
+  } catch {
+    return true; // gone between the two looks
+  }
 }

@@ -165,7 +165,8 @@ async function main(argv: string[]): Promise<number> {
   const bar = new ProgressBar();
   try {
     const server = await client.start();
-    process.stderr.write(`worker ${server.version} (protocol ${server.protocol_version}) ready\n`);
+    const where = args.socket ? `on ${args.socket}` : `pid ${client.pid}`;
+    process.stderr.write(`worker ${server.version} (protocol ${server.protocol_version}, ${where}) ready\n`);
     const t0 = performance.now();
     const dataset = await client.loadDataset(
       { calls_path: args.calls, candles_path: args.candles, series_key: args["series-key"] as "call_id" | "mint" },

@@ -174,6 +174,11 @@ export function spawnTransport(options: SpawnOptions, onLine: LineHandler, logge
     cwd: options.cwd,
     env: options.env ?? process.env,
     stdio: ["pipe", "pipe", "pipe"],
+    // Its own process group: a Ctrl-C in the terminal reaches only the
+    // client, which decides (cancel, then close). Otherwise the worker would
+    // take the SIGINT as a stop and race the client's cancel. If the client
+    // dies, the worker still sees EOF on stdin and exits.
+    detached: true,
   });
   return new ChildTransport(child, onLine, logger);
 }

@@ -220,16 +220,18 @@ export class WorkerClient extends EventEmitter {
 
   /** Sends any method and resolves with its validated result. */
   request<M extends MethodName>(method: M, params: ParamsOf<M>, options: RequestOptions = {}): Promise<ResultOf<M>> {
-    return this.call(method, params, options).result;
+    return this.makeCall(method, params, options, wantsProgress(options), (conn, out) => conn.request(out)).result;
   }
 
   /**
    * Sends any method and returns the call at once: its `id`, its `result`,
    * and its `progress` and `checkpoints` as async iterables. For the
-   * methods that report progress a `progress_token` is added when absent.
+   * methods that report progress a `progress_token` is added when absent
+   * (`request` and the typed methods add one only when given `onProgress`
+   * or `onCheckpoint`: progress costs the worker a ticker per request).
    */
   call<M extends MethodName>(method: M, params: ParamsOf<M>, options: RequestOptions = {}): WorkerCall<M> {
-    return this.makeCall(method, params, options, (conn, out) => conn.request(out));
+    return this.makeCall(method, params, options, true, (conn, out) => conn.request(out));
   }
 
   /**
@@ -243,7 +245,7 @@ export class WorkerClient extends EventEmitter {
     const outs: Outgoing[] = [];
     const sent: Array<(answer: Promise<unknown>) => void> = [];
     const calls = entries.map((entry) =>
-      this.makeCall(entry.method, entry.params as ParamsOf<MethodName>, options, (_conn, out) => {
+      this.makeCall(entry.method, entry.params as ParamsOf<MethodName>, options, wantsProgress(options), (_conn, out) => {
         outs.push(out);
         return new Promise<unknown>((resolve) => sent.push(resolve));
       }, conn),
@@ -347,12 +349,13 @@ export class WorkerClient extends EventEmitter {
     method: M,
     params: ParamsOf<M>,
     options: RequestOptions,
+    addToken: boolean,
     send: (conn: Connection, out: Outgoing) => Promise<unknown>,
     given?: Connection,
   ): WorkerCall<M> {
     const id = this.nextId++;
     const ownToken = (params as { progress_token?: string | number | null }).progress_token ?? undefined;
-    const token = PROGRESS_METHODS.has(method) ? (ownToken ?? `${this.tokenPrefix}${id}`) : undefined;
+    const token = PROGRESS_METHODS.has(method) ? (ownToken ?? (addToken ? `${this.tokenPrefix}${id}` : undefined)) : undefined;
     const sentParams = token !== undefined && ownToken === undefined ? { ...params, progress_token: token } : params;
     return new WorkerCall(id, method, token, (call) => this.run(call, sentParams, options, send, given), options);
   }
@@ -427,6 +430,10 @@ export class WorkerClient extends EventEmitter {
   private sendCancel(conn: Connection, id: number): void {
     conn.request(this.out("cancel", { id })).catch((error: Error) => this.logger.debug?.("cancel failed", { id, error: error.message }));
   }
+}
+
+function wantsProgress(options: RequestOptions): boolean {
+  return options.onProgress !== undefined || options.onCheckpoint !== undefined;
 }
 
 /** Waits for `promise` at most `ms`; says whether it settled in time. */

@@ -117,6 +117,22 @@ describe("progress", () => {
     }
   });
 
+  test("typed methods ask for progress only when given onProgress (the worker then runs no ticker)", async () => {
+    const tokens: Array<string | number> = [];
+    const onEvent = (event: { token: string | number }) => tokens.push(event.token);
+    client.on("progress", onEvent);
+    try {
+      await client.optimize({ dataset_id: datasetId, param_grid: longGrid(2, 2, 2) });
+      assert.deepEqual(tokens, [], "no onProgress: no token, so no $/progress");
+      const values: ProgressValue[] = [];
+      await client.optimize({ dataset_id: datasetId, param_grid: longGrid(2, 2, 2) }, { onProgress: (v) => values.push(v) });
+      assertWellFormed(values, "with onProgress");
+      assert.equal(tokens.length, values.length);
+    } finally {
+      client.off("progress", onEvent);
+    }
+  });
+
   test("a method without progress gets no token and an empty progress iterable", async () => {
     const call = client.call("ping", {});
     assert.equal(call.progressToken, undefined);

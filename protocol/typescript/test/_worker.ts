@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
-import type { Call, CandleRow, WorkerClientOptions } from "../src/index.js";
+import { WorkerClient, type Call, type CandleRow, type WorkerClientOptions } from "../src/index.js";
 
 /** The package directory (tests run from dist/test). */
 export const PACKAGE_DIR = resolve(fileURLToPath(new URL("../..", import.meta.url)));
@@ -138,4 +138,12 @@ export function processGone(pid: number): boolean {
   } catch {
     return true; // gone between the two looks
   }
+}
+
+/** A client of a real worker (pool off) with the 1,000-call demo files loaded. */
+export async function clientWithDemo(): Promise<{ client: WorkerClient; datasetId: string }> {
+  const files = demoFiles(1000, 2880);
+  const client = await WorkerClient.start(workerOptions());
+  const datasetId = (await client.loadDataset({ calls_path: files.calls, candles_path: files.candles })).dataset_id;
+  return { client, datasetId };
 }

@@ -17,7 +17,7 @@ import {
   WorkerExitedError,
   type ProgressValue,
 } from "../src/index.js";
-import { demoFiles, longGrid, workerOptions } from "./_worker.js";
+import { clientWithDemo, longGrid, workerOptions } from "./_worker.js";
 
 /** ~190k points: several seconds of work, far longer than any wait below. */
 const LONG = longGrid(40, 40, 120);
@@ -28,9 +28,7 @@ describe("cancellation", () => {
   let datasetId: string;
 
   before(async () => {
-    const files = demoFiles(1000, 2880);
-    client = await WorkerClient.start(workerOptions());
-    datasetId = (await client.loadDataset({ calls_path: files.calls, candles_path: files.candles })).dataset_id;
+    ({ client, datasetId } = await clientWithDemo());
   });
 
   after(async () => {

@@ -11,7 +11,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 
 import { WorkerClient, type CheckpointParams, type ProgressValue } from "../src/index.js";
-import { demoFiles, longGrid, workerOptions } from "./_worker.js";
+import { clientWithDemo, longGrid } from "./_worker.js";
 
 /** The shape every progress sequence must have. */
 function assertWellFormed(values: ProgressValue[], label: string): void {
@@ -35,9 +35,7 @@ describe("progress", () => {
   let datasetId: string;
 
   before(async () => {
-    const files = demoFiles(1000, 2880);
-    client = await WorkerClient.start(workerOptions());
-    datasetId = (await client.loadDataset({ calls_path: files.calls, candles_path: files.candles })).dataset_id;
+    ({ client, datasetId } = await clientWithDemo());
   });
 
   after(async () => {

@@ -1,4 +1,5 @@
-# The worker in a container: installs the package, compiles the Numba kernels
+# The worker in a container: installs the exact, hash-checked dependencies of
+# requirements.lock, then the package (--no-deps), compiles the Numba kernels
 # into the image at build time, runs `optimizer-worker serve` as a non-root user.
 FROM python:3.11-slim
 
@@ -7,12 +8,15 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     NUMBA_CACHE_DIR=/opt/numba-cache
 
 WORKDIR /opt/optimizer-worker
+# Dependencies first, in their own layer: a source change does not reinstall them.
+COPY requirements.lock ./
+RUN pip install --no-cache-dir --require-hashes -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY worker ./worker
 COPY protocol ./protocol
 # Compile every kernel into the image: `optimizer-worker warm` runs each once,
 # so a container's first request loads them from the cache instead.
-RUN pip install --no-cache-dir . \
+RUN pip install --no-cache-dir --no-deps . \
     && mkdir -p "$NUMBA_CACHE_DIR" \
     && optimizer-worker warm \
     && chmod -R a+rX "$NUMBA_CACHE_DIR"

@@ -145,7 +145,8 @@ class OptimizeParams(DataSource, **_PARAMS):
     run_id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=200,
                                         description="checkpointed run: the run directory is "
                                                     "checkpoint_dir/run_id")] | None = None
-    checkpoint_dir: str | None = None
+    checkpoint_dir: Annotated[str, msgspec.Meta(
+        description="absolute path of the directory that holds run directories")] | None = None
     restart: bool = False
     extreme_sl_below: float = 0.88
     extreme_tp_above: float = 4.0
@@ -173,17 +174,32 @@ class StatsResult(msgspec.Struct, **_RESULT):
     pool_size: int
     pool_alive: int
     pool_restarts: int
+    pool_stalled: int        # of the restarts: processes killed as stalled (no reply in time)
+    pool_span_retries: int   # spans lost with their process and retried on another
     pool_pids: list[int]
     uptime_s: float
 
 
+class ProgressBest(msgspec.Struct, **_RESULT):
+    """The best feasible grid point among those evaluated so far, ranked as
+    the answer ranks (SPEC 5: objective, ties by grid order)."""
+
+    objective: str
+    value: float
+    params: Params
+
+
 class ProgressValue(msgspec.Struct, **_RESULT):
+    """``best``: of ``optimize`` (and a grouped run's own grid), once a
+    feasible point has been evaluated; null before that and for per-caller
+    work, whose callers each have their own best."""
+
     kind: Literal["begin", "report", "end"]
     done: int
     total: int
     unit: str
     elapsed_ms: float
-    best: float | None = None
+    best: ProgressBest | None = None
 
 
 class CheckpointParams(msgspec.Struct, **_RESULT):

@@ -12,8 +12,17 @@ from typing import Annotated, Literal
 
 import msgspec
 
-Positive = Annotated[float, msgspec.Meta(gt=0)]
-NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+# Every number that reaches a kernel is bounded here, at the edge, so no sum
+# of a run can overflow to inf (an answer of ``final_capital: null``): money
+# up to 10**15 (a quadrillion, in the account's currency), costs up to
+# 10,000 bps (100 %) each side. Parameters without an upper bound are exact
+# whatever their size (a take-profit never reached never triggers; a hold
+# longer than any dataset is capped exactly, worker._engine.HOLD_NEVER_MS).
+MAX_MONEY = 1e15
+MAX_BPS = 10_000.0
+Money = Annotated[float, msgspec.Meta(gt=0, le=MAX_MONEY)]
+MoneyOrZero = Annotated[float, msgspec.Meta(ge=0, le=MAX_MONEY)]
+Bps = Annotated[float, msgspec.Meta(ge=0, le=MAX_BPS)]
 TpMult = Annotated[float, msgspec.Meta(gt=1, description="take-profit multiple of entry, > 1")]
 SlMult = Annotated[float, msgspec.Meta(gt=0, lt=1, description="stop-loss multiple of entry, in (0, 1)")]
 HoldHrs = Annotated[float, msgspec.Meta(gt=0, description="maximum hold in hours, > 0")]
@@ -29,14 +38,15 @@ DEFAULT_HOLD_HRS = (48.0,)
 class SimulatorConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """SPEC section 2 config, with its defaults."""
 
-    initial_capital: Positive = 10_000.0
+    initial_capital: Money = 10_000.0
     max_allocation_pct: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.04
-    max_risk_per_trade: Positive = 200.0
-    max_concurrent_positions: Annotated[int, msgspec.Meta(ge=1)] = 25
+    max_risk_per_trade: Money = 200.0
+    # Reaches the kernels as an exact int64 (any value >= the calls is the same run).
+    max_concurrent_positions: Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)] = 25
     max_trade_horizon_hrs: HoldHrs = 48.0
-    min_executable_size: NonNegative = 10.0
-    taker_fee_bps: NonNegative = 30.0
-    slippage_bps: NonNegative = 10.0
+    min_executable_size: MoneyOrZero = 10.0
+    taker_fee_bps: Bps = 30.0
+    slippage_bps: Bps = 10.0
     intrabar: Intrabar = "tp_first"
 
 
@@ -64,6 +74,6 @@ class ParamGrid(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
 class Constraints(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Feasibility rules (SPEC 5); a point breaking one is never ``best``."""
 
-    min_trades: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    min_trades: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] | None = None
     max_drawdown: Annotated[float, msgspec.Meta(ge=0)] | None = None
     min_win_rate: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None

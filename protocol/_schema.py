@@ -5,11 +5,18 @@ The document has one definition per type under ``$defs`` and, per method and
 notification, the schema (a ``$ref``, or an ``anyOf`` of refs for a union
 such as ``Metrics``) of its params and result. A test fails when the
 committed file is stale.
+
+Descriptions come from docstrings, which msgspec versions (and Python 3.13,
+which dedents docstrings itself) render differently; every ``description``
+is normalised (``normalize_description``) so that the file depends only on
+the docstrings' words and paragraphs.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,7 +25,8 @@ import msgspec
 
 from ._messages import METHODS, NOTIFICATIONS
 
-__all__ = ["SCHEMA_PATH", "build_schema", "main", "render_schema"]
+__all__ = ["SCHEMA_PATH", "build_schema", "main", "normalize_description", "normalize_descriptions",
+           "render_schema"]
 
 SCHEMA_PATH = Path(__file__).with_name("schema.json")
 
@@ -36,6 +44,46 @@ def _types() -> list[Any]:
     return seen
 
 
+# Keywords whose value maps names (of properties, definitions, methods) to
+# schemas: a name such as "default" there is not the keyword.
+_NAMED_SCHEMAS = frozenset({"properties", "patternProperties", "dependentSchemas", "$defs",
+                            "methods", "notifications"})
+# Keywords whose value is data, not a schema: left exactly as it is.
+_DATA_KEYWORDS = frozenset({"default", "const", "enum", "examples", "discriminator"})
+_BLANK_LINE = re.compile(r"\n[ \t]*\n")
+
+
+def normalize_description(text: str) -> str:
+    """One rendering of a docstring, however it was indented.
+
+    ``inspect.cleandoc`` (common indentation and leading and trailing blank
+    lines go), then each paragraph (split at blank lines) on one line, every
+    run of whitespace in it one space, paragraphs separated by one blank line.
+    Indented and dedented renderings of a docstring give the same text."""
+    paragraphs = (" ".join(part.split()) for part in _BLANK_LINE.split(inspect.cleandoc(text)))
+    return "\n\n".join(p for p in paragraphs if p)
+
+
+def normalize_descriptions(node: Any) -> Any:
+    """A copy of a JSON Schema document with every ``description`` string
+    normalised, at any depth."""
+    if isinstance(node, list):
+        return [normalize_descriptions(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key == "description" and isinstance(value, str):
+            out[key] = normalize_description(value)
+        elif key in _DATA_KEYWORDS:
+            out[key] = value
+        elif key in _NAMED_SCHEMAS and isinstance(value, dict):
+            out[key] = {name: normalize_descriptions(schema) for name, schema in value.items()}
+        else:
+            out[key] = normalize_descriptions(value)
+    return out
+
+
 def build_schema() -> dict[str, Any]:
     types = _types()
     schemas, defs = msgspec.json.schema_components(types, ref_template=_REF_TEMPLATE)
@@ -46,7 +94,7 @@ def build_schema() -> dict[str, Any]:
             return {"type": "object", "maxProperties": 0}
         return schemas[types.index(type_)]  # by equality: unions are rebuilt, not shared
 
-    return {
+    return normalize_descriptions({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "optimizer-worker JSON-RPC 2.0 protocol",
         "description": ("Params and results of every method and notification (SPEC section 7). "
@@ -55,7 +103,7 @@ def build_schema() -> dict[str, Any]:
                     for name, (params, result) in METHODS.items()},
         "notifications": {name: {"params": ref(params)} for name, params in NOTIFICATIONS.items()},
         "$defs": defs,
-    }
+    })
 
 
 def render_schema() -> str:

@@ -151,3 +151,51 @@ def test_demo_write_files_round_trips_through_the_file_loader(tmp_path):
     expected = synthetic_dataset(n_calls=40, n_candles=90, seed=3)
     assert list(loaded.call_ids) == list(expected.call_ids)
     assert (loaded.close == expected.close).all() and (loaded.ts_ms == expected.ts_ms).all()
+
+
+def test_incomplete_run_warns_exits_3_and_a_rerun_completes(tmp_path, monkeypatch, capsys):
+    """A chunk that fails (injected) is isolated in a batch run, but the run
+    says so: exit code 3, run.json ``incomplete``, summary.md warns first,
+    and the printed lines say how to resume; running it again completes it."""
+    import json
+
+    import worker._batch as B
+    import worker._journal as J
+    from worker._cli import main
+
+    monkeypatch.setattr(J, "CHUNK_EVALUATIONS", 200)   # a few items per chunk: 6 chunks
+    monkeypatch.chdir(tmp_path)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(GOOD.replace("run: grouped", "run: optimize"))
+    real = B.local_span_evaluator
+
+    def failing_evaluator(ds, *args):
+        inner = real(ds, *args)
+
+        async def evaluate_span(job, span):
+            if span[0] == 0:
+                raise RuntimeError("injected failure")
+            return await inner(job, span)
+
+        return evaluate_span
+
+    monkeypatch.setattr(B, "local_span_evaluator", failing_evaluator)
+    assert main(["run", str(cfg)]) == 3
+    out = capsys.readouterr()
+    run_dir = tmp_path / "out"
+    meta = json.loads((run_dir / "run.json").read_text())
+    assert meta["incomplete"] is True and meta["chunks_failed"] == 1
+    assert [c["error"] for c in meta["failed_chunks"]] == ["RuntimeError: injected failure"]
+    first = (run_dir / "summary.md").read_text().splitlines()[0]
+    assert first.startswith("> **Warning: incomplete run**") and "1 chunk failed" in first
+    assert "INCOMPLETE" in out.out and "1 chunk failed" in out.out
+    assert f"optimizer-worker run {cfg}" in out.out            # how to resume
+    assert "incomplete" in out.err.lower()
+
+    monkeypatch.setattr(B, "local_span_evaluator", real)       # the fault is gone: resume
+    assert main(["run", str(cfg)]) == 0
+    out = capsys.readouterr()
+    assert "1 chunks computed" in out.out and "5 reused" in out.out and "INCOMPLETE" not in out.out
+    meta = json.loads((run_dir / "run.json").read_text())
+    assert meta["incomplete"] is False and meta["chunks_failed"] == 0
+    assert (run_dir / "summary.md").read_text().startswith("# ")

@@ -2,7 +2,8 @@
 (``worker._checkpoint``): arrays round-trip bit for bit, a torn last line is
 cut, a different run is refused (-32004), chunk ids are deterministic, an
 interrupted run resumes to exactly ``run_sync``'s result computing exactly
-the missing chunks, a failing chunk is isolated and retried on resume.
+the missing chunks, a failing chunk is isolated (when asked: the batch CLI)
+and retried on resume, or fails the run (the daemon) keeping what finished.
 
 Chunks are made small (``CHUNK_EVALUATIONS``) so small grids have many.
 No sleeps; nothing is timed.
@@ -27,7 +28,7 @@ from worker import synthetic_dataset
 from worker._callers import grouped_eval_flow, optimize_per_caller_flow
 from worker._checkpoint import run_checkpointed, run_checkpointed_sync
 from worker._engine import prepare
-from worker._errors import CheckpointMismatch
+from worker._errors import CheckpointMismatch, InternalError
 from worker._jobs import evaluate, run_sync
 from worker._journal import (ChunkEntry, FailedEntry, Journal, chunk_id, chunk_items,
                              chunk_spans, fingerprint)
@@ -398,6 +399,7 @@ async def test_resume_computes_exactly_the_missing_chunks(tmp_path, ds, kind, ho
 
 @pytest.mark.anyio
 async def test_failing_chunk_is_isolated_then_retried_on_resume(tmp_path, ds):
+    """The batch CLI's way (``isolate_failures=True``)."""
     want = run_sync(ds, make_flow("optimize", ds, include_all=False))
     ranked = run_sync(ds, make_flow("optimize", ds)).all_results
     job = first_job("optimize", ds)
@@ -407,7 +409,7 @@ async def test_failing_chunk_is_isolated_then_retried_on_resume(tmp_path, ds):
     failing = Evaluator(ds, fail={bad_id})
     with fresh_journal(tmp_path, ds) as j:
         result, st = await run_checkpointed(make_flow("optimize", ds, include_all=False), j,
-                                            failing)
+                                            failing, isolate_failures=True)
         assert j.failed() == [{"id": bad_id, "job": 0, "span": list(bad),
                                "error": "ValueError: boom"}]
     assert st.failed == [{"id": bad_id, "job": 0, "span": list(bad), "error": "ValueError: boom"}]
@@ -435,6 +437,54 @@ async def test_failing_chunk_is_isolated_then_retried_on_resume(tmp_path, ds):
     assert sorted(ids) == sorted(chunk_id(0, s) for s in chunk_spans(job))
     with fresh_journal(tmp_path, ds) as j:
         assert j.failed() == []  # the chunk line supersedes the failure
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("concurrency", [1, 3])
+async def test_a_failing_chunk_fails_the_run_when_not_isolated_and_a_resume_completes(
+        tmp_path, ds, concurrency):
+    """The daemon's way (``isolate_failures=False``): no answer from a subset
+    of the grid. The run raises naming the chunk, the journal keeps every
+    chunk that finished (flushed on the way out), and a resume completes."""
+    want = enc(run_sync(ds, make_flow("optimize", ds)))
+    spans = chunk_spans(first_job("optimize", ds))
+    bad = spans[4]
+    bad_id = chunk_id(0, bad)
+    failing = Evaluator(ds, fail={bad_id})
+    finished: list[str] = []
+
+    async def evaluate_span(job, span):
+        arrays = await failing(job, span)
+        finished.append(chunk_id(0, span))
+        return arrays
+
+    path = tmp_path / "journal.jsonl"
+    with fresh_journal(tmp_path, ds) as j:
+        with pytest.raises(InternalError) as info:
+            await run_checkpointed(make_flow("optimize", ds), j, evaluate_span,
+                                   isolate_failures=False, concurrency=concurrency,
+                                   flush_seconds=1e9)
+    err = info.value
+    assert err.code == -32603 and bad_id in err.message and "ValueError: boom" in err.message
+    assert finished and bad_id not in finished
+    if concurrency == 1:
+        assert finished == [chunk_id(0, s) for s in spans[:4]]
+    kept = chunk_ids(path)
+    assert sorted(kept) == sorted(finished)  # every finished chunk, once; nothing else
+    assert [r["id"] for r in lines(path) if r["type"] == "failed"] == [bad_id]
+
+    resumed = Evaluator(ds)
+    with fresh_journal(tmp_path, ds) as j:
+        assert [f["id"] for f in j.failed()] == [bad_id]
+        result, st = await run_checkpointed(make_flow("optimize", ds), j, resumed,
+                                            isolate_failures=False, concurrency=concurrency)
+        assert j.failed() == []
+    assert enc(result) == want
+    assert st.chunks_reused == len(finished) and not st.failed
+    assert sorted(chunk_id(0, s) for s in resumed.calls) == sorted(
+        chunk_id(0, s) for s in spans if chunk_id(0, s) not in finished)
+    ids = chunk_ids(path)
+    assert sorted(ids) == sorted(chunk_id(0, s) for s in spans) and len(ids) == len(set(ids))
 
 
 @pytest.mark.anyio
@@ -561,7 +611,8 @@ def test_resumed_grouped_run_after_a_failed_chunk_equals_a_fresh_run(tmp_path, m
     for evaluate_span in (failing, base):
         journal = J.Journal.open(tmp_path / "journal.jsonl", "fp")
         result, stats = anyio.run(lambda: run_checkpointed(
-            recorded(grouped_eval_flow(ds, None, **kw), []), journal, evaluate_span))
+            recorded(grouped_eval_flow(ds, None, **kw), []), journal, evaluate_span,
+            isolate_failures=True))
         journal.close()
         results.append((result, stats))
     (first, first_stats), (resumed, _) = results

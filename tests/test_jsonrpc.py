@@ -19,6 +19,7 @@ import structlog
 from anyio.abc import ByteReceiveStream, ByteSendStream, SocketStream
 
 from protocol._messages import ProgressParams, ProgressValue
+from tests._daemon import Daemon, wait_gone
 from worker._errors import InvalidDataset
 from worker._framing import LineReader
 from worker._jsonrpc import Dispatcher, RequestContext
@@ -347,6 +348,76 @@ async def test_invalid_requests_echo_a_readable_id(fakes, message, id_):
     assert shape(response) == err(id_, -32600)
 
 
+_BIG = b"1" + b"0" * 400  # 1e400 written out in digits
+_HUGE = b"1" + b"0" * 5000  # longer than any integer msgspec reads
+
+
+def _envelope(member: str, raw: bytes) -> bytes:
+    members = {"jsonrpc": b'"2.0"', "id": b"7", "method": b'"ping"', member: raw}
+    return b"{" + b",".join(b'"%s":%s' % (k.encode(), v) for k, v in members.items()) + b"}"
+
+
+# (member, raw value, id in the answer, words the message must hold)
+_BAD_MEMBERS = [
+    ("id", b"1e400", None, ['"id"', "out of range", "1.8e308"]),
+    ("id", b"-1e400", None, ['"id"', "out of range", "1.8e308"]),
+    ("id", _BIG, None, ['"id"', "out of range", "integer", "1.8e308"]),
+    ("id", b"-" + _BIG, None, ['"id"', "out of range", "integer", "1.8e308"]),
+    ("id", _HUGE, None, ['"id"', "out of range", "1.8e308"]),
+    ("id", b"1.5", None, ['"id"', "a string, an integer or null", "1.5", "not an integer"]),
+    ("id", b"-0.0", None, ['"id"', "a string, an integer or null", "-0.0", "not an integer"]),
+    ("id", b"2e3", None, ['"id"', "a string, an integer or null", "not an integer"]),
+    ("id", b'{"a": 1}', None, ['"id"', "a string, an integer or null", "an object"]),
+    ("id", b"[1, 2]", None, ['"id"', "a string, an integer or null", "an array"]),
+    ("id", b"true", None, ['"id"', "a string, an integer or null", "boolean true"]),
+    ("id", b"false", None, ['"id"', "a string, an integer or null", "boolean false"]),
+    ("jsonrpc", b'"1.0"', 7, ['"jsonrpc"', '"2.0"', "'1.0'"]),
+    ("jsonrpc", b"2.0", 7, ['"jsonrpc"', '"2.0"', "the number 2.0"]),
+    ("jsonrpc", b"1e400", 7, ['"jsonrpc"', '"2.0"', "1.8e308"]),
+    ("jsonrpc", b"null", 7, ['"jsonrpc"', '"2.0"', "null"]),
+    ("method", b"1e400", 7, ['"method"', "a string", "1.8e308"]),
+    ("method", _BIG, 7, ['"method"', "a string", "integer", "1.8e308"]),
+    ("method", b"5", 7, ['"method"', "a string", "the integer 5"]),
+    ("method", b'["ping"]', 7, ['"method"', "a string", "an array"]),
+    ("method", b"null", 7, ['"method"', "a string", "null"]),
+    ("params", b"1e400", 7, ['"params"', "an object or an array", "a number"]),
+    ("params", b'"x"', 7, ['"params"', "an object or an array", "a string"]),
+    ("params", b"false", 7, ['"params"', "an object or an array", "a boolean"]),
+    ("params", b"null", 7, ['"params"', "an object or an array", "null"]),
+]
+
+
+@pytest.mark.parametrize("member, raw, id_, words", _BAD_MEMBERS,
+                         ids=[f"{m}={r[:12].decode()}" for m, r, _, _ in _BAD_MEMBERS])
+async def test_a_bad_envelope_member_is_an_invalid_request_saying_which_and_why(fakes, member,
+                                                                              raw, id_, words):
+    line = _envelope(member, raw)
+    # Alone, then as an entry of a batch next to a good request.
+    [alone, batch] = await exchange(fakes.dispatcher, line,
+                                    b"[" + line + b',{"jsonrpc":"2.0","id":"ok","method":"ping"}]')
+    entry = next(r for r in batch if r["id"] != "ok")
+    for response in (alone, entry):
+        assert shape(response) == err(id_, -32600)
+        message = response["error"]["message"]
+        for word in words:
+            assert word in message, (word, message)
+    assert ok("ok", {}) in batch
+
+
+async def test_an_id_as_large_as_a_double_is_still_echoed(fakes):
+    big = int(1.7e308)
+    responses = await exchange(fakes.dispatcher, {"jsonrpc": "2.0", "method": "ping", "id": big},
+                               {"jsonrpc": "2.0", "method": "ping", "id": -big})
+    assert sorted(r["id"] for r in responses) == [-big, big]
+    assert all(r["result"] == {} for r in responses)
+
+
+async def test_a_bad_batch_entry_says_what_it_got(fakes):
+    [batch] = await exchange(fakes.dispatcher, b'[1, "x", null, [], true]')
+    assert [r["error"]["message"].rsplit(", got ", 1)[1] for r in batch] == [
+        "a number", "a string", "null", "an array", "a boolean"]
+
+
 async def test_invalid_params_carry_the_json_path(fakes):
     params = {"dataset_id": "d", "param_grid": {"sl_mults": [0.9, 0.8, 1.5]}}
     [response] = await exchange(fakes.dispatcher,
@@ -446,6 +517,48 @@ async def test_after_response_callback_runs_once_the_response_is_written(fakes):
         await peer.request(1, "shutdown")
         assert await peer.receive() == ok(1, {})
         assert fakes.after_response == [1]  # the one line was out when it ran
+
+
+async def test_after_response_callback_of_a_notification_runs_though_nothing_is_sent(fakes):
+    """``shutdown`` as a notification must still shut down (issue 9a)."""
+    responses = await exchange(fakes.dispatcher, b'{"jsonrpc": "2.0", "method": "shutdown"}',
+                               b'[{"jsonrpc": "2.0", "method": "shutdown"}]')
+    assert responses == []
+    assert len(fakes.after_response) == 2  # alone, and in a batch of notifications
+
+
+async def test_a_notifications_after_response_callback_waits_for_its_batch(fakes):
+    """A ``shutdown`` notification in a batch stops the server only once the
+    batch is answered, as a ``shutdown`` request there would."""
+    async with connected(fakes.dispatcher) as peer:
+        fakes.server_sent = peer.server_send.sent
+        await peer.send([{"jsonrpc": "2.0", "id": 1, "method": "optimize",
+                          "params": {"dataset_id": "d"}},
+                         {"jsonrpc": "2.0", "method": "shutdown"}])
+        with anyio.fail_after(TIMEOUT):
+            await fakes.started.wait()
+        await peer.request(2, "ping")  # answered: the shutdown handler has returned too
+        assert await peer.receive() == ok(2, {})
+        assert fakes.after_response == []  # the batch is not answered yet
+        fakes.release.set()
+        [answer] = await peer.receive()
+        assert answer["id"] == 1 and "result" in answer
+        assert fakes.after_response == [2]  # ran once the batch line was out
+
+
+def test_shutdown_notification_stops_the_real_daemon(tmp_path):
+    """The real daemon exits 0 on a ``shutdown`` notification, its pool gone."""
+    daemon = Daemon("--pool-size", "1", stderr_path=str(tmp_path / "stderr.log"))
+    try:
+        pool_pids = daemon.client.result("stats")["pool_pids"]
+        assert len(pool_pids) == 1
+        daemon.client.send("shutdown", notify=True)
+        assert daemon.wait() == 0
+        daemon.client.wait_closed()
+        assert all(wait_gone(pid) for pid in pool_pids)
+        assert len(daemon.client.raw_lines) == 1  # the notification got no answer
+    finally:
+        daemon.kill()
 
 
 async def test_line_over_the_limit_is_answered_and_the_stream_stays_usable(fakes):

@@ -24,7 +24,7 @@ from worker._jobs import GridJob, evaluate
 from worker._kernels import CAPITAL_METRICS, EXIT_REASONS, PER_TRADE_METRICS, SKIP_REASONS
 from worker._optimize import feasible_mask, make_study, rank_order
 from worker._plots import hold_label, heatmaps
-from worker._report import pearson, results_table, write_report
+from worker._report import pearson, results_table, summary_markdown, write_report
 
 GRID = {"tp_mults": [1.2, 1.5, 2.0, 3.0], "sl_mults": [0.8, 0.85, 0.9, 0.95],
         "max_hold_hrs": [0.5, 8.0]}
@@ -311,6 +311,33 @@ def test_grouped_summary_and_failures(grouped_run):
     assert "Dropped series: 3" in failures and "`mint-a`" in failures
     assert (run_dir / "plots" / "equity_best.png") in paths
     assert check_markdown_tables(text) >= 7
+
+
+@pytest.mark.parametrize("marked", [True, False])  # False: a run.json without the marker
+def test_incomplete_run_warns_first_and_never_calls_a_subset_best(ds, marked):
+    table, study = table_for(ds, constraints=CONSTRAINTS, failed_items=range(8, 16))
+    result = worker.optimize(ds, GRID, constraints=CONSTRAINTS)
+    failed = [{"id": "j0:8-16", "job": 0, "span": [8, 16], "error": "RuntimeError: x"}]
+    meta = meta_for("optimize", study, failed_chunks=failed)
+    if marked:
+        meta.update(incomplete=True, chunks_failed=1)
+    text = summary_markdown(table, meta, result)
+    lines = text.splitlines()
+    # The warning comes before anything else, the title included.
+    assert lines[0].startswith("> **Warning: incomplete run**") and "1 chunk failed" in lines[0]
+    assert "8 of the 32 result rows" in text.split("\n# ", 1)[0]
+    assert "run the same config" in text.split("\n# ", 1)[0]
+    assert any(line.startswith("# ") for line in lines[1:6])  # the title right after
+    assert "Best of the evaluated points (incomplete run: 1 chunk failed):" in text
+    assert " Best:" not in text
+    assert "\n## Top 10 of the evaluated points (incomplete run: 1 chunk failed)\n" in text
+    assert check_markdown_tables(text) == 6   # top 10, 3 marginal, correlations, failures
+
+
+def test_a_complete_run_has_no_warning(optimize_run):
+    text = (optimize_run[0] / "summary.md").read_text()
+    assert text.startswith("# ") and "incomplete" not in text.lower()
+    assert " Best: " in text and "\n## Top 10\n" in text
 
 
 # ---------------------------------------------------------------------- plots

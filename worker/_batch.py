@@ -4,10 +4,33 @@ in a run directory with results and a report (docs/run-directory.md).
 Running the same config again resumes: chunks already in the journal are
 not recomputed. A config that asks for a different run against the same
 output directory is refused unless ``--restart`` is given.
+
+Failed chunks. A pool process lost while serving a span has that span
+retried once on another process (``worker._pool``); a chunk that still
+fails (or raises in-process) is isolated (``isolate_failures=True``): its
+points get no figures and the run goes on, so one bad chunk does not throw
+away hours of finished work. Such a run is *incomplete* and says so
+everywhere, never passing off the best of a subset as the best:
+
+- exit code 3 (``EXIT_INCOMPLETE``; 0 complete, 2 error), a stdout line
+  starting ``<kind> INCOMPLETE: N chunk(s) failed``, and a warning on stderr
+  naming the command that resumes the run;
+- ``run.json``: ``"incomplete": true``, ``"chunks_failed": N``,
+  ``"chunks_total"`` and ``"failed_chunks"`` (id, job, span, error of each);
+- ``summary.md``: a warning before anything else, and every "best" / "top"
+  qualified as "of the evaluated points (incomplete run: N chunks failed)";
+- ``result.json`` stays exactly the result object a daemon would answer
+  (OptimizeResult, ...; no extra field, so clients decode it with the same
+  type); its failed points are infeasible there, left out of ``top``.
+
+To finish an incomplete run, run the same command again (without
+``--restart``): failed chunks are journaled as failed, so only they (and
+whatever depended on them) are computed; the others come from the journal.
 """
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -32,6 +55,7 @@ from ._synthetic import synthetic_dataset
 from ._validate import grid_size
 
 _EVALS_PER_SECOND = 20_000_000  # one process, one thread, for --dry-run estimates
+EXIT_INCOMPLETE = 3             # the run finished with failed chunks (module doc)
 
 
 def load_data(cfg: RunConfig) -> Dataset:
@@ -118,11 +142,27 @@ def run_main(config_path: str, *, dry: bool = False, restart: bool = False) -> i
     finally:
         journal.close()
         bar.close()
-    sys.stdout.write(f"{cfg.run} finished: {stats.chunks_computed} chunks computed, "
-                     f"{stats.chunks_reused} reused from the journal, {len(stats.failed)} failed\n")
+    counts = (f"{stats.chunks_computed} chunks computed, {stats.chunks_reused} reused from "
+              f"the journal, {len(stats.failed)} failed")
+    if not stats.failed:
+        sys.stdout.write(f"{cfg.run} finished: {counts}\n")
+        for path in paths:
+            sys.stdout.write(f"  {path}\n")
+        return 0
+    n = len(stats.failed)
+    failed = f"{n} chunk{'' if n == 1 else 's'} failed"
+    again = f"optimizer-worker run {shlex.quote(config_path)}"
+    sys.stdout.write(f"{cfg.run} INCOMPLETE: {failed} (of {stats.chunks_total}; their points "
+                     f"have no results, the best reported is of the evaluated points only); "
+                     f"{counts}\n")
     for path in paths:
         sys.stdout.write(f"  {path}\n")
-    return 0
+    sys.stdout.write(f"to compute the failed chunks, run again: {again}\n")
+    first = stats.failed[0]
+    sys.stderr.write(f"optimizer-worker: warning: incomplete run: {failed} (first: chunk "
+                     f"{first['id']}: {first['error']}); see {run_dir / 'summary.md'}. Run "
+                     f"`{again}` to compute them: finished chunks are kept in the journal.\n")
+    return EXIT_INCOMPLETE
 
 
 # Where a library error's path lives in a config file.
@@ -133,7 +173,8 @@ _CONFIG_KEYS = {"$.calls_path": "$.data.calls", "$.candles_path": "$.data.candle
 async def _execute(ds: Dataset, cfg: RunConfig, journal: Journal, flow: Flow, bar):
     if cfg.workers == 0:
         return await run_checkpointed(flow, journal, local_span_evaluator(ds),
-                                      on_progress=bar.update, on_durable=bar.durable)
+                                      on_progress=bar.update, on_durable=bar.durable,
+                                      isolate_failures=True)
     shared = await anyio.to_thread.run_sync(share_dataset, ds)
     try:
         async with WorkerPool(cfg.workers) as pool:
@@ -141,6 +182,7 @@ async def _execute(ds: Dataset, cfg: RunConfig, journal: Journal, flow: Flow, ba
                 return await pool.evaluate(shared, shared.path, job, span=span)
 
             return await run_checkpointed(flow, journal, evaluate_span, on_progress=bar.update,
-                                          on_durable=bar.durable, concurrency=cfg.workers)
+                                          on_durable=bar.durable, concurrency=cfg.workers,
+                                          isolate_failures=True)
     finally:
         shared.close()

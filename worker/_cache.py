@@ -8,7 +8,15 @@ Concurrency rule: a request *leases* the dataset it works on. Eviction or
 ``dropDataset`` removes an entry from the table at once (new requests get
 -32001), but its file is only closed when the last lease ends, so a running
 request never loses its data. All methods run on the event loop thread; none
-awaits between reading and updating the table, so no lock is needed.
+awaits between reading and updating the table, so no lock is needed (the
+one exception, ``check_fits``, reads only the budget, which never changes,
+and may run on any thread).
+
+The budget bounds what the daemon holds, not only the table: a request's
+inline dataset (built for that request alone) is ``reserve``d for as long
+as the request runs, and counts against the budget like a cached one; to
+make room for it or for a new entry, unleased entries are evicted, least
+recently used first, and what still cannot fit is refused (-32003).
 """
 
 from __future__ import annotations
@@ -52,6 +60,7 @@ class DatasetCache:
         self._on_close = on_close
         self._entries: OrderedDict[str, Entry] = OrderedDict()
         self._ids = itertools.count(1)
+        self.reserved_bytes = 0   # inline datasets of running requests
 
     @property
     def nbytes(self) -> int:
@@ -87,13 +96,41 @@ class DatasetCache:
             raise
         if dataset_id in self._entries:
             self._remove(dataset_id)
+        try:
+            evicted = self._make_room(shared.nbytes, "dataset")
+        except ResourceLimit:
+            shared.close()
+            raise
+        self._entries[dataset_id] = Entry(dataset_id, shared, info=info)
+        return evicted
+
+    @contextmanager
+    def reserve(self, nbytes: int, what: str = "inline dataset") -> Iterator[list[str]]:
+        """Count ``nbytes`` (a request's own dataset) against the budget
+        until the block ends; yields the ids evicted to make room."""
+        self.check_fits(nbytes, what)
+        evicted = self._make_room(nbytes, what)
+        self.reserved_bytes += nbytes
+        try:
+            yield evicted
+        finally:
+            self.reserved_bytes -= nbytes
+
+    def _make_room(self, nbytes: int, what: str) -> list[str]:
+        """Evict least recently used entries until ``nbytes`` more fit."""
         evicted = []
         for old in list(self._entries):
-            if self.nbytes + shared.nbytes <= self.budget_bytes:
+            if self.nbytes + self.reserved_bytes + nbytes <= self.budget_bytes:
                 break
             self._remove(old)
             evicted.append(old)
-        self._entries[dataset_id] = Entry(dataset_id, shared, info=info)
+        if self.nbytes + self.reserved_bytes + nbytes > self.budget_bytes:
+            raise ResourceLimit(
+                f"{what} needs {nbytes:,} bytes; {self.reserved_bytes:,} of the cache budget of "
+                f"{self.budget_bytes:,} bytes are held by running requests' own datasets "
+                f"(try again when they finish, or start the worker with a larger --cache-bytes)",
+                data={"bytes": nbytes, "budget_bytes": self.budget_bytes,
+                      "reserved_bytes": self.reserved_bytes})
         return evicted
 
     def drop(self, dataset_id: str) -> int:

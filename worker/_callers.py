@@ -18,7 +18,7 @@ from ._engine import grid_levels
 from ._errors import InvalidParams
 from ._jobs import Flow, GridJob, run_sync
 from ._metrics import to_metrics
-from ._optimize import Study, best_of, make_study, simulate_positions
+from ._optimize import Study, best_of, job_score, make_study, simulate_positions
 from . import _validate as v
 from ._validate import grid_size
 
@@ -123,7 +123,8 @@ def _mean_params(best: list[Params]) -> Params:
 
 def _best_params_flow(study: Study, positions: np.ndarray) -> Flow[Params | None]:
     levels = grid_levels(study.grid, study.config)
-    metrics, _, _ = yield GridJob(levels, positions, None, study.config, study.mode)
+    metrics, _, _ = yield GridJob(levels, positions, None, study.config, study.mode,
+                                  score=job_score(study))
     _, _, best = best_of(study, metrics)
     return None if best is None else levels.params[best]
 

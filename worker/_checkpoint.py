@@ -8,9 +8,22 @@ chunks already in the journal are reused, the others are evaluated with
 chunks are appended in batches (one write + one fsync each): when
 ``flush_seconds`` have passed since the last flush, and when the job ends.
 
-Exception isolation: a chunk whose evaluation raises an ``Exception`` is
-journaled as ``failed`` (retried on resume), its rows are NaN metrics and
-zero counts (so ``feasible_mask`` rejects them), and the run goes on.
+A chunk whose evaluation raises an ``Exception`` is journaled as ``failed``
+(retried on resume). What happens next is the caller's explicit choice,
+``isolate_failures``:
+
+- ``False`` (the daemon; the default): the run fails. No new chunk starts,
+  chunks in flight are cancelled, what finished is flushed (shielded), and
+  the error is raised: ``InternalError`` (-32603) naming the chunk (id, job,
+  items) and the cause; a ``WorkerError`` with another code keeps its code.
+  A resume of the same run computes the failed chunk and whatever did not
+  finish. So an answer is never built from a subset of the grid.
+- ``True`` (the batch CLI): exception isolation. The failed chunk's rows are
+  NaN metrics and zero counts (so ``feasible_mask`` rejects them), the run
+  goes on, and ``CheckpointStats.failed`` lists it: the caller must report
+  the run as incomplete (``worker._batch``: exit code 3, ``run.json``
+  ``incomplete``, a warning first in ``summary.md``).
+
 Cancellation (or any ``BaseException``) flushes what finished, shielded, and
 propagates.
 """
@@ -30,7 +43,8 @@ import numpy as np
 
 from ._dataset import Dataset
 from ._engine import SweepInput, prepare
-from ._jobs import Arrays, Flow, GridJob, evaluate, step
+from ._errors import InternalError, WorkerError
+from ._jobs import Arrays, Flow, GridJob, OnRows, evaluate, step
 from ._journal import ChunkEntry, FailedEntry, Journal, chunk_id, chunk_spans
 
 __all__ = ["CheckpointStats", "run_checkpointed", "run_checkpointed_sync"]
@@ -67,8 +81,13 @@ class _Run:
     """State of one ``run_checkpointed`` call."""
 
     def __init__(self, journal: Journal, evaluate_span, on_durable, on_progress,
-                 flush_seconds: float, concurrency: int) -> None:
+                 flush_seconds: float, concurrency: int, isolate_failures: bool,
+                 on_rows: OnRows | None = None) -> None:
+        self.on_rows = on_rows
         self.journal = journal
+        self.isolate_failures = isolate_failures
+        self.error: BaseException | None = None   # not isolating: the first chunk failure
+        self.cancel_chunks: Callable[[], None] | None = None
         self.evaluate_span = evaluate_span
         self.on_durable = on_durable
         self.on_progress = on_progress
@@ -130,6 +149,8 @@ class _Run:
             a, b = span
             for o, arr in zip(out, arrays):
                 o[a:b] = arr
+            if self.on_rows is not None:
+                self.on_rows(job, a, arrays)
             st.chunks_reused += 1
             st.items_reused += b - a
             self.done += b - a
@@ -140,14 +161,20 @@ class _Run:
 
             async def worker() -> None:
                 for span in chunks:
+                    if self.error is not None:
+                        return  # not isolating: a chunk failed, start no other
                     await self.chunk(k, job, span, out)
 
             if self.concurrency == 1 or len(todo) == 1:
                 await worker()  # no task group: exceptions come out unwrapped
             else:
                 async with anyio.create_task_group() as tg:
+                    self.cancel_chunks = tg.cancel_scope.cancel
                     for _ in range(min(self.concurrency, len(todo))):
                         tg.start_soon(worker)
+                self.cancel_chunks = None
+            if self.error is not None:
+                raise self.error  # run_checkpointed flushes what finished
             await self.flush()
         return out  # type: ignore[return-value]
 
@@ -156,19 +183,25 @@ class _Run:
         try:
             arrays = await self.evaluate_span(job, span)
             _check(arrays, b - a)
-        except Exception as e:  # isolation: this chunk fails, the run goes on
+        except Exception as e:
             error = f"{type(e).__name__}: {e}"
             log.error("chunk %s failed: %s", chunk_id(k, span), error)
+            self.pending.append(FailedEntry(k, span, error))
+            if not self.isolate_failures:  # the run fails (module doc)
+                self.fail(k, span, e)
+                return
+            # Isolation: this chunk fails, the run goes on.
             out[0][a:b] = np.nan
             out[1][a:b] = 0
             out[2][a:b] = 0
-            self.pending.append(FailedEntry(k, span, error))
             self.failed_job = k if self.failed_job is None else min(self.failed_job, k)
             self.stats.failed.append({"id": chunk_id(k, span), "job": k, "span": [a, b],
                                       "error": error})
         else:
             for o, arr in zip(out, arrays):
                 o[a:b] = arr
+            if self.on_rows is not None:
+                self.on_rows(job, a, arrays)
             if not self.tainted(k):
                 # Views of the job's arrays: the journal keeps no second copy.
                 self.pending.append(ChunkEntry(k, span, (out[0][a:b], out[1][a:b], out[2][a:b])))
@@ -177,6 +210,22 @@ class _Run:
         self.progress()
         if time.monotonic() - self.last_flush >= self.flush_seconds:
             await self.flush()
+
+    def fail(self, k: int, span: tuple[int, int], e: Exception) -> None:
+        """Not isolating: note the run's error and cancel the chunks in flight."""
+        if self.error is not None:
+            return
+        a, b = span
+        if isinstance(e, WorkerError) and e.code != InternalError.code:
+            self.error = e
+        else:
+            message = e.message if isinstance(e, WorkerError) else f"{type(e).__name__}: {e}"
+            self.error = InternalError(
+                f"chunk {chunk_id(k, span)} (items [{a}, {b}) of grid job {k}) failed: {message}; "
+                "the chunks that finished are journaled: the same request resumes from them")
+            self.error.__cause__ = e
+        if self.cancel_chunks is not None:
+            self.cancel_chunks()
 
 
 def _check(arrays: Any, rows: int) -> None:
@@ -193,7 +242,8 @@ async def run_checkpointed(
     evaluate_span: Callable[[GridJob, tuple[int, int]], Awaitable[Arrays]], *,
     on_durable: Callable[[int, int], Awaitable[None] | None] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
-    flush_seconds: float = 1.0, concurrency: int = 1,
+    flush_seconds: float = 1.0, concurrency: int = 1, isolate_failures: bool = False,
+    on_rows: OnRows | None = None,
 ) -> tuple[R, CheckpointStats]:
     """Drive ``flow`` to its result, journaling every chunk (module doc).
 
@@ -202,10 +252,14 @@ async def run_checkpointed(
     (with what it reuses) and after every chunk. ``on_durable(done, total)``
     (awaited if it returns an awaitable) after every flush: ``done`` counts
     the items whose results are in the journal (failed chunks are not).
-    ``concurrency``: chunks evaluated at once. Flow steps run on a worker
-    thread, as in ``run_flow``. Returns the result and ``CheckpointStats``.
+    ``concurrency``: chunks evaluated at once. ``isolate_failures``: a failed
+    chunk fails the run (False) or leaves NaN rows and the run goes on (True;
+    module doc). Flow steps run on a worker thread, as in ``run_flow``.
+    ``on_rows(job, a, arrays)``: each chunk's rows, reused or computed.
+    Returns the result and ``CheckpointStats``.
     """
-    run = _Run(journal, evaluate_span, on_durable, on_progress, flush_seconds, concurrency)
+    run = _Run(journal, evaluate_span, on_durable, on_progress, flush_seconds, concurrency,
+               isolate_failures, on_rows)
     try:
         try:
             done, value = await anyio.to_thread.run_sync(step, flow, None)

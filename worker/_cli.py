@@ -96,7 +96,8 @@ def _serve(args: argparse.Namespace) -> int:
     settings = Settings(pool_size=args.pool_size, cache_bytes=args.cache_bytes,
                         max_message_bytes=args.max_message_bytes,
                         max_grid_points=args.max_grid_points, shm_dir=args.shm_dir,
-                        local_evaluations=args.local_evaluations)
+                        local_evaluations=args.local_evaluations,
+                        stall_timeout_min_s=args.stall_timeout, stall_factor=args.stall_factor)
     return serve(settings, socket_path=args.socket, log_level=args.log_level)
 
 
@@ -104,6 +105,16 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _positive_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
 
 
@@ -127,7 +138,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--socket", metavar="PATH",
                        help="listen on this Unix socket (its directory must be private to you)")
     serve.add_argument("--pool-size", type=_positive_int, default=default_pool_size(),
-                       help="pool processes for large grids (default: one per core; 0 = none)")
+                       help="pool processes for large grids (default: one per usable CPU, "
+                            "the CPU affinity capped by the cgroup CPU quota; 0 = none)")
+    serve.add_argument("--stall-timeout", type=_positive_number, default=d.stall_timeout_min_s,
+                       metavar="SECONDS",
+                       help="a pool process with no reply to a span for this long (or "
+                            "--stall-factor times the span's estimated time, if longer) is "
+                            "killed and replaced, and the span retried once elsewhere "
+                            f"(default {d.stall_timeout_min_s:g})")
+    serve.add_argument("--stall-factor", type=_positive_number, default=d.stall_factor,
+                       metavar="X", help="see --stall-timeout "
+                                         f"(default {d.stall_factor:g})")
     serve.add_argument("--cache-bytes", type=_positive_int, default=d.cache_bytes,
                        help=f"memory budget of the dataset cache (default {d.cache_bytes:,})")
     serve.add_argument("--max-message-bytes", type=_positive_int, default=d.max_message_bytes,

@@ -30,7 +30,7 @@ from worker._errors import InternalError, InvalidDataset, InvalidParams
 
 __all__ = [
     "SERIES_KEYS", "BAD_SERIES_MODES", "KeyColumn", "CandleColumns",
-    "Dataset", "build_dataset", "check_options",
+    "Dataset", "build_dataset", "check_options", "MAX_ABS_TS_MS",
 ]
 
 SERIES_KEYS = ("call_id", "mint")
@@ -38,6 +38,12 @@ BAD_SERIES_MODES = ("error", "drop")
 _PRICE_NAMES = ("open", "high", "low", "close")
 _COLUMNS = ("ts_ms", *_PRICE_NAMES, "volume")
 _DROPPED_SHOWN = 20  # SPEC 1: the answer lists the first 20 dropped keys
+# Every time (call ts_ms, candle ts_ms) is within +-2**53 ms (+-285,000
+# years): the kernels carry times in float64 rows, exact only up to 2**53,
+# and add holds to them in int64 (worker._engine.HOLD_NEVER_MS). One rule for
+# every source; a time outside it is refused (rule ``ts_in_range``), never
+# rounded or wrapped.
+MAX_ABS_TS_MS = 2**53
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -195,6 +201,7 @@ def build_dataset(
     if not len(call_ids) == len(call_callers) == len(call_mints) == ts.shape[0]:
         raise InternalError("call columns differ in length")
     caller_names, call_caller = _check_calls(call_ids, call_callers, calls_where)
+    _check_call_times(call_ids, ts, calls_where)
     candles.normalize()
     lookup = call_ids if series_key == "call_id" else call_mints
     # An empty mint names no token, so it matches no series.
@@ -204,6 +211,7 @@ def build_dataset(
     if not ts_ok and not candles_sorted:
         _sort_by_time(candles, offsets)
         ts_ok = _ts_increasing(candles.ts_ms, offsets)
+    ts_ok = ts_ok and _ts_in_range(candles.ts_ms)
     bad_series = _bad_series(candles, offsets, series_keys, series_key,
                              ts_ok=ts_ok, raise_first=on_bad_series == "error")
     dropped: tuple[str, ...] = ()
@@ -267,6 +275,21 @@ def _check_calls(ids: Sequence[str], callers: Sequence[str], where: str,
                                  key=cid, index=i, rule="non_empty_caller")
         codes[i] = caller_code.setdefault(caller, len(caller_code))
     return tuple(caller_code), codes
+
+
+def _check_call_times(ids: Sequence[str], ts: np.ndarray, where: str) -> None:
+    bad = np.flatnonzero((ts < -MAX_ABS_TS_MS) | (ts > MAX_ABS_TS_MS))
+    if bad.size:
+        i = int(bad[0])
+        raise InvalidDataset(
+            f"{where.format(i)} (call {ids[i]!r}): ts_ms {int(ts[i])} is outside "
+            f"+-2**53 ms, the range of times this worker handles exactly",
+            key=ids[i], index=i, rule="ts_in_range")
+
+
+def _ts_in_range(ts: np.ndarray) -> bool:
+    # min/max, not abs: abs(INT64_MIN) wraps to itself.
+    return ts.shape[0] == 0 or bool(ts.min() >= -MAX_ABS_TS_MS and ts.max() <= MAX_ABS_TS_MS)
 
 
 def _key_runs(keys: KeyColumn) -> tuple[np.ndarray, np.ndarray]:
@@ -371,6 +394,8 @@ def _bad_series(cols: CandleColumns, offsets: np.ndarray,
     bad_ts = np.zeros(n, dtype=bool)
     np.less_equal(ts[1:], ts[:-1], out=bad_ts[1:])
     bad_ts[offsets[:-1]] = False  # a series' first candle has no predecessor
+    bad_range = (ts < -MAX_ABS_TS_MS) | (ts > MAX_ABS_TS_MS)
+    bad_ts |= bad_range
     bad_px = np.zeros(n, dtype=bool)
     for name in _PRICE_NAMES:
         col = getattr(cols, name)
@@ -381,17 +406,22 @@ def _bad_series(cols: CandleColumns, offsets: np.ndarray,
         s, r = int(series[0]), int(rows[0])
         raise _series_error(cols, series_keys[s], series_key, r,
                             r - int(offsets[s]), bool(bad_ts[r]),
-                            bool(bad_px[r]))
+                            bool(bad_px[r]), bool(bad_range[r]))
     return np.unique(series)
 
 
 def _series_error(cols: CandleColumns, key: str, series_key: str, row: int,
-                  index: int, bad_ts: bool, bad_px: bool) -> InvalidDataset:
+                  index: int, bad_ts: bool, bad_px: bool,
+                  bad_range: bool = False) -> InvalidDataset:
     """The message for the first bad candle: key, index, rule and the values."""
     where = f"series {json.dumps(key)} (by {series_key}), candle {index}"
     hint = '; pass on_bad_series="drop" to leave bad series out'
     ts = cols.ts_ms
-    if bad_ts:
+    if bad_range:
+        rule = "ts_in_range"
+        what = (f"ts_ms {int(ts[row])} is outside +-2**53 ms, the range of times "
+                "this worker handles exactly")
+    elif bad_ts:
         rule = "strictly_increasing_ts"
         what = (f"ts_ms {int(ts[row])} is not after candle {index - 1}'s "
                 f"ts_ms {int(ts[row - 1])}")

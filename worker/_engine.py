@@ -20,11 +20,20 @@ from ._kernels import exit_levels_nb
 from ._sweeps import CFG_FIELDS, capital_run_nb, grid_nb, per_trade_run_nb
 
 _MS_PER_HOUR = 3_600_000
+# A hold this long can never be reached: every time in a dataset is within
+# +-MAX_ABS_TS_MS (2**53, worker._dataset), so ``entry_ts + hold`` lies past
+# every candle and no candle triggers ``time_exit``, exactly as the SPEC's
+# unbounded integer would behave. Capping keeps ``entry_ts + hold`` inside
+# int64 in the kernels (2**53 + 2**62 < 2**63).
+HOLD_NEVER_MS = 2**62
 
 
 def hold_ms(hold_hrs: float) -> int:
-    """SPEC 2.2.5: ``int(max_hold_hrs * 3_600_000)`` (truncation, as Python's int)."""
-    return int(hold_hrs * _MS_PER_HOUR)
+    """SPEC 2.2.5: ``int(max_hold_hrs * 3_600_000)`` (truncation, as Python's
+    int), capped at ``HOLD_NEVER_MS``; a product that overflows float64 (a
+    hold past ~5e301 hours) is as unreachable as any other past the cap."""
+    ms = hold_hrs * _MS_PER_HOUR
+    return HOLD_NEVER_MS if not ms < HOLD_NEVER_MS else int(ms)
 
 
 @dataclass(frozen=True)
@@ -67,7 +76,14 @@ def single_levels(p: Params, config: SimulatorConfig) -> GridLevels:
 
 
 def config_array(config: SimulatorConfig) -> np.ndarray:
+    """The config's real numbers, in ``CFG_FIELDS`` order (bounded at the edge)."""
     return np.array([float(getattr(config, f)) for f in CFG_FIELDS], np.float64)
+
+
+def max_open(config: SimulatorConfig) -> np.int64:
+    """``max_concurrent_positions`` as the exact int64 the kernels take (the
+    schema bounds it to int64; it never passes through a float)."""
+    return np.int64(config.max_concurrent_positions)
 
 
 @dataclass(frozen=True)
@@ -125,7 +141,8 @@ def run_grid(sweep: SweepInput, groups: list[np.ndarray] | None, config: Simulat
     lv = sweep.levels
     start, stop = span if span is not None else (0, (offsets.size - 1) * lv.n_points)
     return grid_nb(sweep.calls, sel, offsets, *sweep.hits, lv.points, lv.tp, lv.sl,
-                   config_array(config), config.intrabar == "sl_first", mode == "per_trade",
+                   config_array(config), max_open(config), config.intrabar == "sl_first",
+                   mode == "per_trade",
                    start, stop)
 
 
@@ -140,6 +157,6 @@ def run_one(sweep: SweepInput, rows: np.ndarray, config: SimulatorConfig, mode: 
     run = per_trade_run_nb if mode == "per_trade" else capital_run_nb
     tp_ts, sl_ts, hold_ts, hold_px = sweep.hits
     run(sweep.calls, rows.astype(np.int64), tp_ts[0], sl_ts[0], hold_ts[0], hold_px[0],
-        lv.tp[0], lv.sl[0], config_array(config), config.intrabar == "sl_first",
+        lv.tp[0], lv.sl[0], config_array(config), max_open(config), config.intrabar == "sl_first",
         metrics, exits, skipped, rec)
     return metrics, exits, skipped, rec

@@ -5,12 +5,20 @@ open, high, low, close[, volume]``; rows need not be sorted. Columns go to
 numpy without copies where pyarrow allows, and keys stay dictionary codes,
 so no Python object is made per candle. Errors name the file and column
 (and the request field that named the file).
+
+Errors never quote a file's contents: a path may name any file the daemon
+can read (a link to a system file, say), and an error goes back to whoever
+sent the request. Messages say which column, row and rule, never the text;
+pyarrow's own messages, which often quote the offending line, are reduced
+to what they say about the structure (``_arrow_reason``). Only regular files
+are opened: a FIFO or a device could block the reading thread for ever.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import stat
 from typing import NamedTuple
 
 import numpy as np
@@ -23,7 +31,7 @@ from ._dataset import CandleColumns, Dataset, KeyColumn, build_dataset, check_op
 from ._errors import InvalidParams
 from ._loaders import CANDLE_COLUMNS, PRICES
 
-__all__ = ["dataset_from_files", "write_dataset_files"]
+__all__ = ["dataset_from_files", "write_dataset_files", "estimated_bytes", "check_regular_file"]
 
 
 class _Src(NamedTuple):
@@ -47,6 +55,8 @@ def dataset_from_files(calls_path: str, candles_path: str, *,
     """
     check_options(series_key, on_bad_series)
     src = _Src(calls_path, "$.calls_path")
+    check_regular_file(calls_path, "$.calls_path")
+    check_regular_file(candles_path, "$.candles_path")
     required = ("id", "caller", "ts_ms") + (("mint",) if series_key == "mint" else ())
     calls = _read_table(src, required, ("mint",), _CALL_TYPES)
     n = calls.num_rows
@@ -90,10 +100,7 @@ def _candles_from_file(src: _Src) -> CandleColumns:
 def _read_table(src: _Src, required: tuple[str, ...],
                 optional: tuple[str, ...], csv_types: dict) -> pa.Table:
     """Only the needed columns; Parquet keys come back dictionary-encoded."""
-    if not isinstance(src.path, str) or not src.path:
-        raise InvalidParams("must be a file path", path=src.param)
-    if not os.path.isfile(src.path):
-        raise src.error("no such file")
+    check_regular_file(src.path, src.param)
     ext = os.path.splitext(src.path)[1].lower()
     try:
         if ext in (".parquet", ".pq"):
@@ -114,7 +121,7 @@ def _read_table(src: _Src, required: tuple[str, ...],
                 column_types={c: csv_types[c] for c in cols})
             return _read_csv(src, conv, names)
     except (pa.ArrowException, OSError) as exc:
-        raise src.error(f"cannot read: {exc}") from None
+        raise src.error(f"cannot read: {_arrow_reason(exc)}") from None
     raise src.error(f"unknown file type {ext!r} (use .parquet, .pq or .csv)")
 
 
@@ -126,15 +133,21 @@ def _read_csv(src: _Src, conv: pacsv.ConvertOptions, names: list[str]) -> pa.Tab
         m = re.search(r"column #(\d+)", str(exc))
         if m is None or int(m[1]) >= len(names):
             raise
-        raise src.error(f"column {names[int(m[1])]!r} has a bad value: "
-                        f"{exc}") from None
+        row = re.search(r"Row #(\d+)", str(exc))
+        at = f" at row {row[1]}" if row else ""
+        want = conv.column_types.get(names[int(m[1])])
+        raise src.error(f"column {names[int(m[1])]!r} has a value{at} that is not "
+                        f"{'an integer' if pa.types.is_integer(want) else 'a ' + str(want)}"
+                        ) from None
 
 
 def _columns(names: list[str], required: tuple[str, ...],
              optional: tuple[str, ...], src: _Src) -> list[str]:
     missing = [c for c in required if c not in names]
     if missing:
-        raise src.error(f"missing column(s) {missing} (the file has {names})")
+        # The names the file has are its contents: count them, never quote them.
+        raise src.error(f"missing column(s) {missing} (the file's header has "
+                        f"{len(names)} other column(s))")
     return [c for c in dict.fromkeys((*required, *optional)) if c in names]
 
 
@@ -167,8 +180,8 @@ def _int_column(table: pa.Table, name: str, src: _Src) -> np.ndarray:
                   "an integer (Unix ms)")
     try:
         return col.cast(pa.int64()).to_numpy()
-    except pa.ArrowInvalid as exc:
-        raise src.error(f"column {name!r}: {exc}") from None
+    except pa.ArrowInvalid:
+        raise src.error(f"column {name!r} has an integer out of int64 range") from None
 
 
 def _float_column(table: pa.Table, name: str, src: _Src) -> np.ndarray:
@@ -235,10 +248,49 @@ def write_dataset_files(ds: Dataset, calls_path: str, candles_path: str) -> None
                            column_encoding={"ts_ms": "DELTA_BINARY_PACKED"})
 
 
+def check_regular_file(path: object, param: str) -> None:
+    """``path`` names a regular file (after links), checked by ``stat``
+    before anything opens it: opening a FIFO blocks until a writer comes."""
+    if not isinstance(path, str) or not path:
+        raise InvalidParams("must be a file path", path=param)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise InvalidParams(f"{path}: no such file", path=param) from None
+    except (OSError, ValueError) as exc:
+        raise InvalidParams(f"{path}: cannot read: "
+                            f"{getattr(exc, 'strerror', None) or 'invalid path'}",
+                            path=param) from None
+    if not stat.S_ISREG(mode):
+        kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
+                else "a socket" if stat.S_ISSOCK(mode) else "a device")
+        raise InvalidParams(f"{path}: is {kind}, not a regular file", path=param)
+
+
+def _arrow_reason(exc: BaseException) -> str:
+    """What went wrong reading a file, without the file's text: pyarrow
+    quotes the offending line in many messages (module doc)."""
+    if isinstance(exc, OSError) and not isinstance(exc, pa.ArrowException):
+        return exc.strerror or type(exc).__name__
+    text = str(exc)
+    m = re.search(r"Expected (\d+) columns, got (\d+)", text)
+    if m:
+        return f"not a valid CSV table: a row has {m[2]} column(s), the header {m[1]}"
+    if "CSV" in text:
+        return "not a valid CSV table"
+    if "Parquet" in text or "parquet" in text:
+        # The Parquet messages worth keeping say what is broken, not what is in it.
+        first = re.split(r"[.:\n]", text, maxsplit=1)[0]
+        return re.sub(r"['\"].*?['\"]", "...", first)[:120]
+    return f"not a readable table ({type(exc).__name__})"
+
+
 def estimated_bytes(candles_path: str) -> int:
     """Bytes a candles file will take once loaded, from Parquet metadata
-    (0 when unknown, e.g. CSV: then the built dataset is checked instead)."""
-    if not str(candles_path).endswith((".parquet", ".pq")) or not os.path.exists(candles_path):
+    (0 when unknown, e.g. CSV: then the built dataset is checked instead).
+    Opens the file: run it off the event loop, on a path that passed
+    ``check_regular_file``."""
+    if not str(candles_path).endswith((".parquet", ".pq")) or not os.path.isfile(candles_path):
         return 0
     try:
         rows = pq.ParquetFile(candles_path).metadata.num_rows

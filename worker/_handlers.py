@@ -18,6 +18,7 @@ Where work runs (the concurrency rules):
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from collections.abc import AsyncIterator, Callable
@@ -36,7 +37,7 @@ from ._cache import DatasetCache, Entry
 from ._callers import grouped_eval_flow, optimize_per_caller_flow
 from ._dataset import Dataset
 from ._errors import InvalidParams
-from ._files import dataset_from_files, estimated_bytes
+from ._files import check_regular_file, dataset_from_files, estimated_bytes
 from ._checkpoint import run_checkpointed
 from ._jobs import Flow, local_span_evaluator, recorded, run_local, run_sync
 from ._loaders import dataset_from_columnar, dataset_from_rows
@@ -75,6 +76,17 @@ def build_source(p: m.DataSource) -> Dataset:
     if p.candles_by_call_id is not None:
         return dataset_from_rows(calls, msgspec.to_builtins(p.candles_by_call_id), **opts)
     return dataset_from_columnar(calls, msgspec.structs.asdict(p.candles_columnar), **opts)
+
+
+def build_within(p: m.DataSource, check_fits: Callable[[int, str], None]) -> Dataset:
+    """``build_source`` with files checked first: regular files only (a FIFO
+    would block), and a candles file that could never fit the budget refused
+    from its metadata before it is read. Opens files: call it on a thread."""
+    if p.calls_path is not None and p.candles_path is not None:
+        check_regular_file(p.calls_path, "$.calls_path")
+        check_regular_file(p.candles_path, "$.candles_path")
+        check_fits(estimated_bytes(p.candles_path), f"candles file {p.candles_path}")
+    return build_source(p)
 
 
 class Worker:
@@ -138,6 +150,8 @@ class Worker:
             requests_in_flight=self.in_flight(), pool_size=0 if pool is None else pool.size,
             pool_alive=0 if pool is None else pool.alive,
             pool_restarts=0 if pool is None else pool.restarts,
+            pool_stalled=0 if pool is None else pool.stalled,
+            pool_span_retries=0 if pool is None else pool.span_retries,
             pool_pids=[] if pool is None else list(pool.pids),
             uptime_s=time.monotonic() - self.started)
 
@@ -151,9 +165,7 @@ class Worker:
     async def load_dataset(self, p: m.LoadDatasetParams, ctx: Any) -> m.DatasetInfo:
         if p.dataset_id is not None and not p.dataset_id:
             raise InvalidParams("dataset_id must not be empty", path="$.dataset_id")
-        if p.calls_path is not None and p.candles_path is not None:
-            self.cache.check_fits(estimated_bytes(p.candles_path), f"candles file {p.candles_path}")
-        ds = await anyio.to_thread.run_sync(build_source, p)
+        ds = await anyio.to_thread.run_sync(build_within, p, self.cache.check_fits)
         self.cache.check_fits(ds.nbytes)
         shared = await anyio.to_thread.run_sync(share_dataset, ds, self.settings.shm_dir)
         info = ds.summary()
@@ -188,7 +200,9 @@ class Worker:
             with self.cache.lease(p.dataset_id) as entry:
                 yield entry.shared.dataset, entry.shared
         else:
-            yield await anyio.to_thread.run_sync(build_source, p), None
+            ds = await anyio.to_thread.run_sync(build_within, p, self.cache.check_fits)
+            with self.cache.reserve(ds.nbytes):
+                yield ds, None
 
     # ------------------------------------------------------------ compute
 
@@ -233,6 +247,10 @@ class Worker:
             missing = "checkpoint_dir" if p.checkpoint_dir is None else "run_id"
             raise InvalidParams("run_id and checkpoint_dir go together (a checkpointed run)",
                                 path=f"$.{missing}")
+        if p.checkpoint_dir is not None and not os.path.isabs(p.checkpoint_dir):
+            # Relative to what? The daemon's working directory is not the client's.
+            raise InvalidParams(f"must be an absolute path, got {p.checkpoint_dir!r:.200}",
+                                path="$.checkpoint_dir")
         async with self._data(p) as (ds, shared):
             self._warn_unknown_callers(ds, p, ctx)
             if p.run_id is not None:
@@ -246,11 +264,12 @@ class Worker:
                     # add_total runs on that thread; the ticker only reads ints.
                     return await anyio.to_thread.run_sync(
                         run_sync, ds, flow, lambda job: progress.add_total(job.n_items),
-                        limiter=self._local)
+                        progress.offer_rows, limiter=self._local)
                 if self.pool is None:
                     return await run_local(ds, flow, limiter=self._local,
                                            on_job=lambda job: progress.add_total(job.n_items),
-                                           on_progress=progress.chunk_done)
+                                           on_progress=progress.chunk_done,
+                                           on_rows=progress.offer_rows)
                 return await self._run_on_pool(ds, shared, flow, progress)
 
     async def _run_checkpointed(self, p: m.OptimizeParams, ctx: Any, kind: str, ds: Dataset,
@@ -282,7 +301,11 @@ class Worker:
             async with track(ctx, p.progress_token, "runs") as progress:
                 result, stats = await run_checkpointed(
                     recorded(make_flow(ds), jobs), journal, evaluate_span, on_durable=durable,
-                    on_progress=progress.set_done, concurrency=max(1, self.settings.pool_size))
+                    on_progress=progress.set_done, on_rows=progress.offer_rows,
+                    concurrency=max(1, self.settings.pool_size),
+                    # A failed chunk fails the request (-32603, naming it); the
+                    # journal keeps what finished, so the same request resumes.
+                    isolate_failures=False)
             # The journal's lock is held until the run directory is complete.
             await anyio.to_thread.run_sync(finish_run, run_dir, ds, kind, study, result, stats,
                                            jobs, started)
@@ -301,7 +324,8 @@ class Worker:
         try:
             return await run_flow(self.pool, shared, shared.path, flow,
                                   on_job=lambda job: progress.add_total(job.n_items),
-                                  on_progress=progress.chunk_done)
+                                  on_progress=progress.chunk_done,
+                                  on_rows=progress.offer_rows)
         finally:
             if owned:
                 with anyio.CancelScope(shield=True):

@@ -10,7 +10,7 @@ own, in any process that can see the dataset.
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -27,15 +27,29 @@ Flow = Generator["GridJob", Arrays, R]
 
 
 @dataclass(frozen=True, eq=False)
+class JobScore:
+    """How the flow will rank a one-group job's rows (SPEC 5), so progress
+    can tell the best point so far: ``column`` of the metrics, maximized
+    unless ``minimize``, among the rows ``feasible(metrics)`` accepts."""
+
+    objective: str
+    column: int
+    minimize: bool
+    feasible: Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True, eq=False)
 class GridJob:
     """Evaluate ``levels`` over the calls at ``positions`` (request positions),
-    as one group, or one group per caller code in ``group_codes`` (in order)."""
+    as one group, or one group per caller code in ``group_codes`` (in order).
+    ``score``: set by flows whose answer is this job's best point."""
 
     levels: GridLevels
     positions: np.ndarray
     group_codes: np.ndarray | None
     config: SimulatorConfig
     mode: str
+    score: JobScore | None = None
 
     @property
     def n_groups(self) -> int:
@@ -80,14 +94,21 @@ def step(flow: Flow[R], arrays: Arrays | None) -> tuple[bool, Any]:
         return True, stop.value
 
 
-def run_sync(ds: Dataset, flow: Flow[R], on_job: Any = None) -> R:
+# ``on_rows(job, start, arrays)``: rows ``start ..`` of ``job`` are done (progress's best).
+OnRows = Callable[["GridJob", int, Arrays], None]
+
+
+def run_sync(ds: Dataset, flow: Flow[R], on_job: Any = None, on_rows: OnRows | None = None) -> R:
     """Drive a flow to its result, evaluating every job in this process
     (``on_job(job)`` before each, so progress knows its total)."""
     done, value = step(flow, None)
     while not done:
         if on_job is not None:
             on_job(value)
-        done, value = step(flow, evaluate(ds, value))
+        arrays = evaluate(ds, value)
+        if on_rows is not None:
+            on_rows(value, 0, arrays)
+        done, value = step(flow, arrays)
     return value
 
 
@@ -132,6 +153,7 @@ SPAN_EVALUATIONS = 2_000_000  # in-process spans: a cancel waits for one at most
 
 async def run_local(ds: Dataset, flow: Flow[R], *, limiter: Any = None,
                     on_job: Any = None, on_progress: Any = None,
+                    on_rows: OnRows | None = None,
                     span_evaluations: int = SPAN_EVALUATIONS) -> R:
     """``run_sync`` for large work without a pool: each job evaluated in
     spans on a worker thread, with a cancellation point between spans."""
@@ -151,6 +173,8 @@ async def run_local(ds: Dataset, flow: Flow[R], *, limiter: Any = None,
             for a in range(0, job.n_items, width):
                 span = (a, min(job.n_items, a + width))
                 chunks.append(await evaluate_span(job, span))
+                if on_rows is not None:
+                    on_rows(job, span[0], chunks[-1])
                 if on_progress is not None:
                     on_progress(span[1], job.n_items)
             arrays = tuple(np.concatenate([c[i] for c in chunks]) if chunks else parts[i]

@@ -86,10 +86,15 @@ class _Call:
         return _Outcome(response, "cancelled" if code == REQUEST_CANCELLED else "error", code, exc)
 
     async def answer(self, response: bytes) -> None:
-        """Send this call's one response, unless already sent or a notification."""
-        if self.answered or self.request.is_notification:
+        """Send this call's one response, unless already sent or a notification.
+        A notification has none, but what was to follow it (``shutdown``'s
+        stop) still follows: JSON-RPC carries notifications out all the same."""
+        if self.answered:
             return
         self.answered = True
+        if self.request.is_notification:
+            self.sink.run_after(self.after_response)
+            return
         await self.sink.put(response, self.after_response)
 
 
@@ -142,6 +147,16 @@ class _Sink:
         self._parts: list[bytes] = []
         self._after: list[Callback] = []
 
+    def run_after(self, callbacks: list[Callback]) -> None:
+        """For a notification (no response of its own): run ``callbacks`` once
+        this sink's line is out, so a batch is answered before a ``shutdown``
+        in it stops the server; at once when no line is still to come."""
+        if self._batch_size is None or len(self._parts) == self._batch_size:
+            for callback in callbacks:
+                callback()
+        else:
+            self._after.extend(callbacks)
+
     async def put(self, response: bytes, after: list[Callback]) -> None:
         self._parts.append(response)
         self._after.extend(after)
@@ -187,7 +202,8 @@ class RequestContext:
 
     def call_after_response(self, callback: Callback) -> None:
         """Run ``callback()`` once the response line is written (or dropped, the
-        peer being gone): how ``shutdown`` stops the server after its ``{}``."""
+        peer being gone; at once when the handler returns, for a notification):
+        how ``shutdown`` stops the server after its ``{}``."""
         self._call.after_response.append(callback)
 
 

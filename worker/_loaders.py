@@ -252,4 +252,9 @@ def _numeric(values: Any, path: str, *, integer: bool = False) -> np.ndarray:
         what = "integers (Unix ms)" if integer else "numbers"
         raise InvalidParams(f"must be an array of {what}, got {arr.dtype} "
                             "values", path=path)
+    if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
+        # uint64 (numpy's type for 2**63 .. 2**64-1) must not wrap to negative times.
+        i = int(np.argmax(arr > np.iinfo(np.int64).max))
+        raise InvalidParams(f"integer {int(arr[i])} is out of int64 range",
+                            path=f"{path}[{i}]")
     return arr.astype(np.int64 if integer else np.float64, copy=False)

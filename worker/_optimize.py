@@ -23,7 +23,7 @@ from . import _validate as v
 from ._dataset import Dataset
 from ._engine import GridLevels, grid_levels, prepare, run_one, single_levels
 from ._errors import InvalidParams
-from ._jobs import Flow, GridJob, run_sync
+from ._jobs import Flow, GridJob, JobScore, run_sync
 from ._kernels import CAPITAL_METRICS, PER_TRADE_METRICS
 from ._metrics import to_metrics, trade_records
 
@@ -125,6 +125,11 @@ def best_of(study: Study, metrics: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
     return order, feasible, best
 
 
+def job_score(study: Study) -> JobScore:
+    return JobScore(objective=study.objective, column=study.column(study.objective),
+                    minimize=study.minimize, feasible=lambda m: feasible_mask(study, m))
+
+
 def optimize_flow(ds: Dataset, grid: Any = None, *, top_k: int = 10, include_all: bool = False,
                   **study_args: Any) -> Flow[OptimizeResult]:
     """SPEC 5: evaluate every grid point, rank, and report the best feasible."""
@@ -133,7 +138,8 @@ def optimize_flow(ds: Dataset, grid: Any = None, *, top_k: int = 10, include_all
     include_all = v.flag(include_all, "$.include_all")
     study = make_study(ds, grid=grid, **study_args)
     levels = grid_levels(study.grid, study.config)
-    metrics, exits, skipped = yield GridJob(levels, study.positions, None, study.config, study.mode)
+    metrics, exits, skipped = yield GridJob(levels, study.positions, None, study.config,
+                                            study.mode, score=job_score(study))
     order, feasible, best = best_of(study, metrics)
     ranks = np.empty(order.size, np.int64)
     ranks[order] = np.arange(1, order.size + 1)

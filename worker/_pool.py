@@ -16,11 +16,26 @@ spans on datasets in shared memory.
   by idle processes; concurrent ``evaluate()`` calls take turns (round
   robin), so none waits for another to drain. Results are assembled in item
   order.
-- Failure: a pool process that dies fails only the call whose span it was
-  serving (``InternalError``, -32603); one that dies idle fails nothing. It
-  is replaced in the background and ``restarts`` counts it. Cancelling
-  ``evaluate()`` drops its queued spans at once; spans already running
-  finish in their process (<= one span) and are discarded.
+- Failure: a pool process that dies while serving a span (a crash, the OOM
+  killer, SIGKILL) is replaced in the background (``restarts`` counts it)
+  and the span is retried once on another process (``span_retries``); the
+  call still answers every item exactly. Lost a second time, the span fails
+  its call (``InternalError``, -32603) naming the span, both processes and
+  how they ended (``exit_text``): never a partial answer. A process that
+  dies idle fails nothing. A pool process that fails on a span (an exception
+  in it, a dataset file gone) fails that call at once: no retry, as it would
+  fail again.
+- Stalls: a span with no reply for ``max(stall_timeout_min_s, stall_factor
+  x its estimate)`` (the estimate: ``cut_spans``' cost model, ``span_seconds``)
+  marks its process stalled (stopped by SIGSTOP, a debugger, swapping, a
+  hang): it is SIGKILLed, reaped and replaced, ``stalled`` counts it, and
+  the span is lost as above (the same retry-once budget). The timeout's
+  minimum covers what the estimate leaves out (the candle scan with a job's
+  first span, mapping a dataset). The watchdog is the serving task's own
+  timeout on the reply (``_reply``): no extra task, and a stopped process
+  holds up only its own slot.
+- Cancelling ``evaluate()`` drops its queued spans at once; spans already
+  running finish in their process (<= one span) and are discarded.
 - Shutdown (``aclose``/``__aexit__``, also when cancelled): stdin closed (a
   pool process exits at EOF), a short grace, then SIGTERM, then SIGKILL, and
   every process is reaped. Pool processes also ask the kernel to kill them
@@ -29,7 +44,8 @@ spans on datasets in shared memory.
 Layers, each using only those below it: this module (slots that start, serve
 and replace processes; ``evaluate``), ``_pool_calls`` (calls in flight, the
 span queue), ``_pool_proc`` (processes: start, read, reap, stop),
-``_pool_spans`` (a job as spans and spec), ``_pool_child`` (the process).
+``_pool_spans`` (a job as spans and spec), ``_pool_child`` (the process);
+``_pool_flow`` drives whole flows on a pool (``run_flow``).
 
 Use::
 
@@ -47,25 +63,24 @@ import itertools
 import logging
 import signal
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
 
 from ._errors import InternalError
-from ._jobs import Arrays, Flow, GridJob, step
+from ._jobs import Arrays, GridJob, OnRows
 from ._pool_calls import Call, CallQueue
 from ._pool_child import encode_frame, unpack_array
+from ._pool_flow import run_flow
 from ._pool_proc import (DEATH_ERRORS, Child, ChildDied, Processes, StartFailed, exit_text,
                          send_signal)
 from ._pool_spans import (EVALS_PER_SECOND, SPAN_SECONDS, available_cpus, cut_spans, group_sizes,
-                          job_spec)
+                          job_spec, span_seconds, stall_timeout)
 from ._shm import SharedDataset
 
 __all__ = ["WorkerPool", "run_flow", "cut_spans", "available_cpus"]
 
 log = logging.getLogger("worker.pool")
-
-R = TypeVar("R")
 
 _MAX_BACKOFF = 30.0               # between failed restarts
 
@@ -75,18 +90,28 @@ class WorkerPool:
 
     ``numba_threads``: Numba threads per pool process (``NUMBA_NUM_THREADS``).
     ``target_span_evaluations``: span size in call x grid-point evaluations.
+    ``stall_timeout_min_s``, ``stall_factor``: a span with no reply for
+    ``max(stall_timeout_min_s, stall_factor x its estimated time)`` has its
+    process killed and replaced, and is retried (module doc).
     ``on_span_start(pid, job)``: test hook, called right after a span was sent.
     """
 
     def __init__(self, size: int, *, numba_threads: int = 1,
                  target_span_evaluations: int = int(EVALS_PER_SECOND * SPAN_SECONDS),
+                 stall_timeout_min_s: float = 30.0, stall_factor: float = 10.0,
                  env: dict[str, str] | None = None) -> None:
         if size < 1:
             raise ValueError("pool size must be at least 1")
+        if not stall_timeout_min_s > 0 or not stall_factor > 0:
+            raise ValueError("the stall timeout and factor must be positive")
         self.size = size
         self.numba_threads = max(1, int(numba_threads))
         self.target_span_evaluations = max(1, int(target_span_evaluations))
-        self.restarts = 0
+        self.stall_timeout_min_s = float(stall_timeout_min_s)
+        self.stall_factor = float(stall_factor)
+        self.restarts = 0          # pool processes replaced (died or killed as stalled)
+        self.stalled = 0           # of which killed as stalled
+        self.span_retries = 0      # spans lost while served, given to another process
         self.on_span_start: Callable[[int, GridJob], None] | None = None
         self._children: list[Child | None] = [None] * size
         self._processes = Processes(env)
@@ -128,6 +153,7 @@ class WorkerPool:
 
     def stats(self) -> dict[str, Any]:
         return {"size": self.size, "alive": self.alive, "restarts": self.restarts,
+                "stalled": self.stalled, "span_retries": self.span_retries,
                 "queued_spans": self._calls.queued_spans(),
                 "numba_threads": self.numba_threads,
                 "last_start_error": self._last_start_error or None}
@@ -178,6 +204,7 @@ class WorkerPool:
 
     async def evaluate(self, shared: SharedDataset, dataset_key: str, job: GridJob, *,
                        on_progress: Callable[[int, int], None] | None = None,
+                       on_rows: OnRows | None = None,
                        span: tuple[int, int] | None = None) -> Arrays:
         """Metrics ``[n_items, 11]``, exits ``[n_items, 4]``, skips ``[n_items, 3]``
         of every item of ``job``, as ``worker._jobs.evaluate`` would give them.
@@ -185,8 +212,11 @@ class WorkerPool:
         the same way (a checkpointed run's chunk, ``worker._checkpoint``).
 
         ``on_progress(done_items, total_items)`` is called (in this task) as
-        spans complete, last with ``done == total``. Raises ``InternalError``
-        when a pool process dies serving this call, or fails on it.
+        spans complete, last with ``done == total``; ``on_rows(job, a, arrays)``
+        (also in this task) with each span's rows as they land (``a``: the
+        span's first job item). Raises ``InternalError``
+        when a span of this call is lost twice (its process died or stalled
+        on both attempts), or a pool process fails on it.
         """
         if self._closing or not self._started:
             raise InternalError("the process pool is not running")
@@ -196,9 +226,11 @@ class WorkerPool:
         total = hi - lo
         with shared.hold():
             spec = job_spec(shared, dataset_key, job)
-            spans = cut_spans(group_sizes(shared, job), job.levels.n_points,
-                              self.size, self.target_span_evaluations, span)
-            call = Call(next(self._ids), job, spec, spans, total, base=lo)
+            sizes = group_sizes(shared, job)
+            spans = cut_spans(sizes, job.levels.n_points, self.size,
+                              self.target_span_evaluations, span)
+            call = Call(next(self._ids), job, spec, spans, total, base=lo,
+                        estimates=span_seconds(sizes, job.levels.n_points, spans))
             if total == 0:
                 return call.out
             self._calls.add(call)
@@ -207,6 +239,10 @@ class WorkerPool:
                 while True:
                     if call.error is not None:
                         raise call.error
+                    while call.landed:
+                        a, b = call.landed.pop()
+                        if on_rows is not None:
+                            on_rows(job, a, tuple(o[a - lo:b - lo] for o in call.out))
                     if call.done != reported and on_progress is not None:
                         reported = call.done
                         on_progress(reported, total)
@@ -267,17 +303,14 @@ class WorkerPool:
             else:
                 child.jobs.add(call.id)
                 call.holders.add(child)
-            child.serving = call
+            child.serving, child.serving_span = call, span
             if self.on_span_start is not None:
                 try:
                     self.on_span_start(child.pid, call.job)
                 except Exception:
                     log.exception("on_span_start hook failed")
-            try:
-                reply = await child.replies.receive()
-            except (anyio.EndOfStream, anyio.ClosedResourceError):
-                raise ChildDied from None
-            child.serving = None
+            reply = await self._reply(child, call.estimates.get(span, 0.0))
+            child.serving = child.serving_span = None
             if call.finished or call.error is not None:
                 continue  # cancelled or failed meanwhile: discard
             if not reply.get("ok"):
@@ -288,7 +321,25 @@ class WorkerPool:
             for out, key in zip(call.out, ("m", "e", "s")):
                 out[a - call.base:b - call.base] = unpack_array(reply[key], writable=False)
             call.done += b - a
+            call.landed.append(span)
             call.notify()
+
+    async def _reply(self, child: Child, estimate: float) -> Any:
+        """The reply to the span ``child`` is serving; raises ``ChildDied``
+        when it dies, or when it stalls (no reply within the stall timeout:
+        then it is SIGKILLed here and its slot reaps and replaces it)."""
+        timeout = stall_timeout(estimate, min_seconds=self.stall_timeout_min_s,
+                                factor=self.stall_factor)
+        with anyio.move_on_after(timeout):
+            try:
+                return await child.replies.receive()
+            except (anyio.EndOfStream, anyio.ClosedResourceError):
+                raise ChildDied from None
+        self.stalled += 1
+        child.stalled = f"no reply to a span for {timeout:.1f} s, estimated {estimate:.3f} s"
+        log.error("pool process %d stalled (%s); killing it", child.pid, child.stalled)
+        send_signal(child.proc, signal.SIGKILL)
+        raise ChildDied
 
     async def _slot(self, index: int, first_ready: anyio.Event,
                     failed: list[BaseException]) -> None:
@@ -331,7 +382,7 @@ class WorkerPool:
                 child.dead = True
                 child.close_streams()
                 self._children[index] = None
-                call = child.serving
+                call, span = child.serving, child.serving_span
                 if self._closing:
                     if call is not None:
                         self._calls.fail(call, InternalError("the process pool is shutting down"))
@@ -340,35 +391,16 @@ class WorkerPool:
                 return
             rc = await self._processes.reap(child)
             self.restarts += 1
-            what = f"pool process {child.pid} died ({exit_text(rc)})"
-            if call is not None:
-                log.error("%s while serving request span; replacing it", what)
-                self._calls.fail(call, InternalError(
-                    f"{what} while serving this request; the pool has replaced it"))
-            else:
+            what = (f"pool process {child.pid} died ({exit_text(rc)})" if child.stalled is None
+                    else f"pool process {child.pid} stalled ({child.stalled}) and was killed "
+                         f"({exit_text(rc)})")
+            if call is None or span is None:
                 log.error("%s while idle; replacing it", what)
-
-
-async def run_flow(pool: WorkerPool, shared: SharedDataset, dataset_key: str, flow: Flow[R],
-                   *, on_job: Callable[[GridJob], None] | None = None,
-                   on_progress: Callable[[int, int], None] | None = None) -> R:
-    """``worker._jobs.run_sync`` on the pool: drive ``flow`` (built on
-    ``shared.dataset``) to its result, every job evaluated by ``pool``.
-
-    The flow's own steps (validation, ranking, building results) run on a
-    worker thread so the event loop stays free to answer other requests.
-    ``on_job(job)`` is told of each job as it starts (a flow may yield
-    several, one after the other); ``on_progress(done, total)`` follows the
-    running job's spans.
-    """
-    try:
-        done, value = await anyio.to_thread.run_sync(step, flow, None)
-        while not done:
-            if on_job is not None:
-                on_job(value)
-            arrays = await pool.evaluate(shared, dataset_key, value, on_progress=on_progress)
-            done, value = await anyio.to_thread.run_sync(step, flow, arrays)
-        return value
-    finally:
-        flow.close()
-
+                continue
+            outcome = self._calls.lose(call, span, what)
+            if outcome == "retried":
+                self.span_retries += 1
+            log.error("%s while serving span [%d, %d); replacing it; %s", what, *span,
+                      {"retried": "the span goes to another process",
+                       "failed": "it was lost twice: its request fails",
+                       "ignored": "its request had already ended"}[outcome])

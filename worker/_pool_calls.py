@@ -1,7 +1,19 @@
 """The ``evaluate()`` calls in flight on the pool (``worker._pool``) and the
 queue their spans are handed out from: round robin over calls, so none waits
-for another to drain; a span whose process died before it got it goes back to
-the front; a failed, cancelled or finished call leaves the queue at once.
+for another to drain; a failed, cancelled or finished call leaves the queue
+at once.
+
+Lost spans. A span whose process died before it got it goes back to the
+front (``requeue``; not the span's fault, no attempt counted). A span whose
+process was lost while serving it (died, or killed as stalled) is "lost"
+(``lose``): the first time it goes back to the front, to be served by
+another process (``MAX_SPAN_RETRIES``: the one budget for deaths and stalls
+alike); the second time the call fails with ``InternalError`` naming the
+span and both processes with how they ended. So a call answers either every
+item exactly, or an error: never a partial answer.
+
+Everything here runs on the event loop, with no await: each method is
+atomic with respect to the pool's tasks.
 """
 
 from __future__ import annotations
@@ -16,21 +28,28 @@ from ._jobs import Arrays, GridJob
 from ._pool_child import encode_frame
 from ._pool_proc import Child, ChildDied
 
-__all__ = ["Call", "CallQueue"]
+__all__ = ["Call", "CallQueue", "MAX_SPAN_RETRIES"]
+
+MAX_SPAN_RETRIES = 1   # a span lost while being served is tried this many times more
 
 
 class Call:
     """One ``evaluate()`` in flight."""
 
     def __init__(self, call_id: int, job: GridJob, spec: dict,
-                 spans: list[tuple[int, int]], total: int, base: int = 0) -> None:
+                 spans: list[tuple[int, int]], total: int, base: int = 0,
+                 estimates: list[float] | None = None) -> None:
         self.id = call_id
         self.base = base    # the job's item at row 0 of ``out`` (spans are job items)
         self.job = job
         self.spec = spec
         self.spans: deque[tuple[int, int]] = deque(spans)
+        # span -> estimated seconds (the stall timeout is a multiple of it)
+        self.estimates = dict(zip(spans, estimates or [0.0] * len(spans)))
+        self.lost: dict[tuple[int, int], list[str]] = {}   # span -> how each attempt ended
         self.total = total
         self.done = 0
+        self.landed: list[tuple[int, int]] = []   # spans stored, not yet told to on_rows
         self.out: Arrays = (np.empty((total, 11), np.float64), np.empty((total, 4), np.int64),
                             np.empty((total, 3), np.int64))
         self.error: BaseException | None = None
@@ -117,6 +136,24 @@ class CallQueue:
                     self._queue.popleft()
                 return call, span
             await self.wake.wait()
+
+    def lose(self, call: Call, span: tuple[int, int], what: str) -> str:
+        """The process serving ``span`` of ``call`` is gone (``what``: which
+        process and how it ended). Requeue the span for another process,
+        once; after that, fail the call. Returns "retried", "failed", or
+        "ignored" (the call had already ended)."""
+        if call.finished or call.error is not None:
+            return "ignored"
+        history = call.lost.setdefault(span, [])
+        history.append(what)
+        a, b = span
+        if len(history) <= MAX_SPAN_RETRIES:
+            self.requeue(call, span)
+            return "retried" if call.error is None else "failed"
+        self.fail(call, InternalError(
+            f"{what} while serving span [{a}, {b}) of this request, which had already been "
+            f"retried after {'; then after '.join(history[:-1])}; the pool has replaced them"))
+        return "failed"
 
     def requeue(self, call: Call, span: tuple[int, int]) -> None:
         if call.finished or call.error is not None:

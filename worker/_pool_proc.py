@@ -76,6 +76,8 @@ class Child:
         self.jobs: set[int] = set()
         self.control: list[bytes] = []           # frames to send before the next span
         self.serving: Any = None  # its call in progress (a _pool_calls.Call: a layer above)
+        self.serving_span: tuple[int, int] | None = None   # and the span of it
+        self.stalled: str | None = None  # why the pool killed it as stalled, if it did
         self.replies_send, self.replies = anyio.create_memory_object_stream[Any](math.inf)
         try:  # Linux >= 5.3: readable once the process has ended
             self.pidfd: int | None = os.pidfd_open(self.pid)

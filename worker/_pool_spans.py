@@ -1,6 +1,7 @@
 """What a ``GridJob`` becomes on the process pool (``worker._pool``): the
 spec each pool process gets once per job, the job cut into spans of about
-equal cost, and how many CPUs there are to size the pool by.
+equal cost, a span's estimated time and stall timeout, and how many CPUs
+there are to size the pool by (``available_cpus``, from ``worker._cpus``).
 
 Pure functions of their arguments: no processes, no event loop.
 """
@@ -8,38 +9,21 @@ Pure functions of their arguments: no processes, no event loop.
 from __future__ import annotations
 
 import math
-import os
 
 import msgspec
 import numpy as np
 
+from ._cpus import available_cpus
 from ._jobs import GridJob
 from ._pool_child import pack_array
 from ._shm import SharedDataset
 
-__all__ = ["EVALS_PER_SECOND", "SPAN_SECONDS", "ITEM_OVERHEAD",
-           "available_cpus", "cut_spans", "group_sizes", "job_spec"]
+__all__ = ["EVALS_PER_SECOND", "SPAN_SECONDS", "ITEM_OVERHEAD", "available_cpus",
+           "cut_spans", "group_sizes", "job_spec", "span_seconds", "stall_timeout"]
 
 EVALS_PER_SECOND = 20_000_000     # one pool process, one thread (rough, for sizing)
 SPAN_SECONDS = 0.025              # target duration of one span
 ITEM_OVERHEAD = 16                # evaluations' worth of fixed cost per item
-
-
-def available_cpus() -> int:
-    """CPUs this process may use: affinity, capped by a cgroup v2 CPU quota
-    (``docker --cpus``)."""
-    try:
-        n = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        n = os.cpu_count() or 1
-    try:
-        with open("/sys/fs/cgroup/cpu.max") as f:
-            quota, period = f.read().split()[:2]
-        if quota != "max":
-            n = min(n, max(1, math.ceil(int(quota) / int(period))))
-    except (OSError, ValueError):
-        pass
-    return max(1, n)
 
 
 def cut_spans(group_sizes: np.ndarray, n_points: int, n_workers: int,
@@ -83,6 +67,27 @@ def _cost_before(starts: np.ndarray, per_item: np.ndarray, n_points: int, item: 
     """Cost of items ``0 .. item`` (exclusive)."""
     g = min(item // n_points, per_item.size - 1)
     return float(starts[g] + (item - g * n_points) * per_item[g])
+
+
+def span_seconds(group_sizes: np.ndarray, n_points: int,
+                 spans: list[tuple[int, int]]) -> list[float]:
+    """Estimated time of each span ``[a, b)`` on one pool process with one
+    thread: ``cut_spans``' cost model over ``EVALS_PER_SECOND``. Not counted:
+    the candle scan a process makes with the first span of a job it sees."""
+    if not spans:
+        return []
+    per_item = np.asarray(group_sizes, np.float64).reshape(-1) + ITEM_OVERHEAD
+    starts = np.concatenate(([0.0], np.cumsum(per_item * n_points)))
+    bounds = np.asarray(spans, np.int64).reshape(-1)
+    g = np.minimum(bounds // n_points, per_item.size - 1)
+    before = (starts[g] + (bounds - g * n_points) * per_item[g]).reshape(-1, 2)
+    return ((before[:, 1] - before[:, 0]) / EVALS_PER_SECOND).tolist()
+
+
+def stall_timeout(estimate_s: float, *, min_seconds: float, factor: float) -> float:
+    """How long a span may go without a reply before its process counts as
+    stalled: ``factor`` times its estimate, at least ``min_seconds``."""
+    return max(float(min_seconds), float(factor) * float(estimate_s))
 
 
 def job_spec(shared: SharedDataset, key: str, job: GridJob) -> dict:

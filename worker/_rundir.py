@@ -90,7 +90,11 @@ def finish_run(run_dir: Path, ds: Dataset, kind: str, study: Study, result: Any,
     meta = {"kind": kind, "mode": study.mode, "objective": study.objective,
             "minimize": study.minimize, "initial_capital": study.config.initial_capital,
             "params_evaluated": grid_size(study.grid), "fingerprint": stats.fingerprint,
-            "started": started, "finished": now(), "failed_chunks": stats.failed,
+            "started": started, "finished": now(),
+            # An incomplete run (the batch CLI isolates failed chunks): its
+            # best is of the evaluated points only; summary.md warns first.
+            "incomplete": bool(stats.failed), "chunks_failed": len(stats.failed),
+            "chunks_total": stats.chunks_total, "failed_chunks": stats.failed,
             "dropped": {"count": ds.dropped_count, "keys": list(ds.dropped_keys[:20])}}
     _write_json(run_dir / "result.json", result)
     _write_json(run_dir / "run.json", meta)

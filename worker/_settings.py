@@ -5,10 +5,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from ._cpus import available_cpus
 
-def default_pool_size() -> int:
-    """One pool process per usable core."""
-    return max(1, len(os.sched_getaffinity(0)))
+
+def default_pool_size(root: str | os.PathLike[str] = "/") -> int:
+    """One pool process per usable CPU: the CPU affinity, capped by the
+    cgroup CPU quota (``docker run --cpus 2``: 2), ``worker._cpus``. ``root``:
+    where /proc and /sys are (tests)."""
+    return available_cpus(root)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -19,3 +23,8 @@ class Settings:
     max_grid_points: int = 1_000_000
     local_evaluations: int = 2_000_000     # work below this stays in-process
     shm_dir: str | None = None             # None: /dev/shm when it has room
+    # A pool process that sends no reply to a span for max(stall_timeout_min_s,
+    # stall_factor x the span's estimated time) is killed and replaced, and
+    # its span retried once elsewhere (worker._pool).
+    stall_timeout_min_s: float = 30.0
+    stall_factor: float = 10.0

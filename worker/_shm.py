@@ -291,3 +291,25 @@ def remove_stale_files(directory: str | None = None) -> list[str]:
             finally:
                 os.close(fd)
     return removed
+
+
+def remove_own_files(directory: str | None = None) -> list[str]:
+    """Remove this process's shared dataset files (the daemon's last act when
+    it must exit without unwinding, ``worker._server``). Mapped views stay
+    valid until unmapped; only the names go."""
+    dirs = [directory] if directory else list(dict.fromkeys(
+        [d for d in (_SHM_DIR, tempfile.gettempdir()) if os.path.isdir(d)]))
+    prefix = f"{FILE_PREFIX}{os.getpid()}-"
+    removed = []
+    for d in dirs:
+        try:
+            names = [n for n in os.listdir(d) if n.startswith(prefix)]
+        except OSError:
+            continue
+        for name in names:
+            try:
+                os.unlink(os.path.join(d, name))
+                removed.append(os.path.join(d, name))
+            except OSError:
+                pass
+    return removed

@@ -5,7 +5,10 @@ Inputs are the outputs of ``exit_levels_nb`` plus per-call arrays, all in
 touches only the calls listed in ``sel[group_offsets[g]:group_offsets[g+1]]``,
 so per-caller optimization is one kernel call over (group, grid point) pairs.
 
-``cfg`` packs the simulator config as float64, in the order of ``CFG_FIELDS``.
+``cfg`` packs the simulator config's real numbers as float64, in the order of
+``CFG_FIELDS`` (read through the ``CFG_*`` indices); ``max_open``, the one
+integer, travels as an int64 of its own so that no value of it is rounded or
+wrapped on the way (a float64 holds integers exactly only below 2**53).
 Kernels take and return only arrays and scalars; see ``_engine.py`` for the
 wrappers. References: ``tests.reference.simulator.simulate_capital`` and
 ``simulate_per_trade``.
@@ -23,9 +26,10 @@ from ._kernels import (
 
 CFG_FIELDS = (
     "initial_capital", "max_allocation_pct", "max_risk_per_trade",
-    "max_concurrent_positions", "min_executable_size", "taker_fee_bps",
-    "slippage_bps",
+    "min_executable_size", "taker_fee_bps", "slippage_bps",
 )
+CFG_INITIAL, CFG_ALLOC_PCT, CFG_MAX_RISK, CFG_MIN_SIZE, CFG_TAKER_BPS, CFG_SLIPPAGE_BPS = range(6)
+assert len(CFG_FIELDS) == 6
 _N_METRICS = len(CAPITAL_METRICS)
 assert _N_METRICS == len(PER_TRADE_METRICS)  # one metric matrix serves both modes
 
@@ -74,7 +78,7 @@ def _first_row_at_or_after_nb(call_ts, sel, lo, hi, t):
 
 @nb.njit(cache=True, nogil=True)
 def capital_run_nb(calls, sel, tp_ts, sl_ts, hold_ts, hold_px, tp_mult, sl_mult,
-                   cfg, sl_first, metrics, exits, skipped, rec):
+                   cfg, max_open, sl_first, metrics, exits, skipped, rec):
     """One capital-mode run (SPEC 2) over the calls ``sel``.
 
     ``calls`` rows: alert ts, entry px (0 = no entry), entry ts, end-of-data
@@ -83,10 +87,12 @@ def capital_run_nb(calls, sel, tp_ts, sl_ts, hold_ts, hold_px, tp_mult, sl_mult,
     ``rec`` is ``(n_sel, 6)`` to record each call's outcome (status, size,
     pnl, exit ts, exit px, exit reason) or ``(0, 6)`` to skip recording.
     """
-    initial, alloc_pct, max_risk = cfg[0], cfg[1], cfg[2]
-    max_open, min_size = int(cfg[3]), cfg[4]
-    cost_bps = cfg[5] + cfg[6]
+    initial, alloc_pct, max_risk = cfg[CFG_INITIAL], cfg[CFG_ALLOC_PCT], cfg[CFG_MAX_RISK]
+    min_size = cfg[CFG_MIN_SIZE]
+    cost_bps = cfg[CFG_TAKER_BPS] + cfg[CFG_SLIPPAGE_BPS]
     n = sel.shape[0]
+    # No more than n positions can ever be open: any max_open >= n is the same
+    # run, so the slots are bounded by the calls, not by max_open.
     cap = max(1, min(max_open, n))
     heap = np.arange(cap)
     h_ts = np.empty(cap, np.int64)
@@ -178,13 +184,13 @@ def capital_run_nb(calls, sel, tp_ts, sl_ts, hold_ts, hold_px, tp_mult, sl_mult,
 
 @nb.njit(cache=True, nogil=True)
 def per_trade_run_nb(calls, sel, tp_ts, sl_ts, hold_ts, hold_px, tp_mult, sl_mult,
-                     cfg, sl_first, metrics, exits, skipped, rec):
+                     cfg, max_open, sl_first, metrics, exits, skipped, rec):
     """One per-trade-mode run (SPEC 3): every call with an entry, notional 1.
 
-    Same arguments as ``capital_run_nb``; ``rec`` size column is 1 and its
-    pnl column is the trade's return.
+    Same arguments as ``capital_run_nb`` (``max_open`` is unused: no account);
+    ``rec`` size column is 1 and its pnl column is the trade's return.
     """
-    cost = (cfg[5] + cfg[6]) / 10_000 * 2
+    cost = (cfg[CFG_TAKER_BPS] + cfg[CFG_SLIPPAGE_BPS]) / 10_000 * 2
     risk = 1.0 - sl_mult
     n = sel.shape[0]
     rets = np.empty(n, np.float64)
@@ -232,7 +238,7 @@ def per_trade_run_nb(calls, sel, tp_ts, sl_ts, hold_ts, hold_px, tp_mult, sl_mul
 
 @nb.njit(cache=True, nogil=True, parallel=True)
 def grid_nb(calls, sel, group_offsets, tp_ts, sl_ts, hold_ts, hold_px,
-            point_levels, tp_levels, sl_levels, cfg, sl_first, per_trade, start, stop):
+            point_levels, tp_levels, sl_levels, cfg, max_open, sl_first, per_trade, start, stop):
     """Runs for the (group, grid point) pairs ``start:stop`` of the flat range
     ``g * n_points + p``: metrics ``[stop - start, 11]`` (the mode's metric
     order), exit counts ``[.., 4]``, skip counts ``[.., 3]``.
@@ -254,10 +260,10 @@ def grid_nb(calls, sel, group_offsets, tp_ts, sl_ts, hold_ts, hold_px,
         rows = sel[group_offsets[g]:group_offsets[g + 1]]
         if per_trade:
             per_trade_run_nb(calls, rows, tp_ts[k], sl_ts[m], hold_ts[h], hold_px[h],
-                             tp_levels[k], sl_levels[m], cfg, sl_first,
+                             tp_levels[k], sl_levels[m], cfg, max_open, sl_first,
                              metrics[q], exits[q], skipped[q], no_rec)
         else:
             capital_run_nb(calls, rows, tp_ts[k], sl_ts[m], hold_ts[h], hold_px[h],
-                           tp_levels[k], sl_levels[m], cfg, sl_first,
+                           tp_levels[k], sl_levels[m], cfg, max_open, sl_first,
                            metrics[q], exits[q], skipped[q], no_rec)
     return metrics, exits, skipped

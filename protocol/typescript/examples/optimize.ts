@@ -94,7 +94,11 @@ class ProgressBar {
     const fraction = p.total > 0 ? p.done / p.total : 1;
     const width = 30;
     const filled = Math.round(fraction * width);
-    const best = p.best === null || p.best === undefined ? "" : `  best ${p.best.toLocaleString("en-US", { maximumFractionDigits: 2 })}`;
+    const best =
+      p.best === null || p.best === undefined
+        ? ""
+        : `  best ${p.best.objective} ${p.best.value.toLocaleString("en-US", { maximumFractionDigits: 2 })}` +
+          ` (tp ${p.best.params.tp_mult}, sl ${p.best.params.sl_mult})`;
     const text =
       `[${"#".repeat(filled)}${"-".repeat(width - filled)}] ${(fraction * 100).toFixed(0).padStart(3)}%  ` +
       `${p.done.toLocaleString("en-US")}/${p.total.toLocaleString("en-US")} ${p.unit}  ${(p.elapsed_ms / 1000).toFixed(1)} s${best}`;

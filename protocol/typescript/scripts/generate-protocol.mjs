@@ -59,18 +59,39 @@ function allowOnly(node, ptr, kind) {
   }
 }
 
-// Python docstrings arrive with their source indentation and RST ``code``.
+// Descriptions are Python docstrings, which protocol/_schema.py normalises: each
+// paragraph on one line, paragraphs separated by a blank line. The same rule is
+// applied here (so a schema written before that rule, with indented docstrings,
+// gives the same comments), and RST ``code`` becomes Markdown `code`.
 function cleanDoc(text) {
-  const [first, ...rest] = String(text).split("\n");
-  const indent = Math.min(...rest.filter((l) => l.trim()).map((l) => l.length - l.trimStart().length));
-  const lines = [first.trim(), ...rest.map((l) => l.slice(Math.min(indent, l.length)).trimEnd())];
-  while (lines.length && !lines.at(-1)) lines.pop();
-  return lines.map((l) => l.replace(/``([^`]+)``/g, "`$1`").replaceAll("*/", "*\\/"));
+  const paragraphs = String(text).split(/\n[ \t]*\n/)
+    .map((p) => p.split(/\s+/).filter(Boolean).join(" "))
+    .filter(Boolean)
+    .map((p) => p.replace(/``([^`]+)``/g, "`$1`").replaceAll("*/", "*\\/"));
+  return paragraphs.flatMap((p, i) => (i ? ["", p] : [p]));
+}
+
+// Comments are wrapped at DOC_WIDTH columns, at spaces; a tag line (@default ...)
+// and a word longer than the width are never split.
+const DOC_WIDTH = 100;
+function wrap(line, width) {
+  if (line.startsWith("@")) return [line];
+  const out = [];
+  let current = "";
+  for (const word of line.split(" ")) {
+    if (current && current.length + 1 + word.length > width) {
+      out.push(current);
+      current = word;
+    } else current = current ? `${current} ${word}` : word;
+  }
+  return [...out, current];
 }
 
 function jsdoc(lines, indent) {
-  if (lines.length <= 1) return lines.map((l) => `${indent}/** ${l} */`);
-  return [`${indent}/**`, ...lines.map((l) => `${indent} *${l ? ` ${l}` : ""}`), `${indent} */`];
+  if (lines.length === 1 && `${indent}/** ${lines[0]} */`.length <= DOC_WIDTH) return [`${indent}/** ${lines[0]} */`];
+  if (!lines.length) return [];
+  const body = lines.flatMap((l) => (l ? wrap(l, DOC_WIDTH - `${indent} * `.length) : [""]));
+  return [`${indent}/**`, ...body.map((l) => `${indent} *${l ? ` ${l}` : ""}`), `${indent} */`];
 }
 
 // A property's description may sit on the property, on the one non-null member

@@ -35,8 +35,8 @@ from protocol import ParamGrid, SimulatorConfig  # noqa: E402
 from tests import reference  # noqa: E402
 from tests._compare import build  # noqa: E402
 from worker import dataset_from_files, optimize, synthetic_dataset  # noqa: E402
-from worker._engine import grid_levels, prepare, run_grid  # noqa: E402
-from worker._files import write_dataset_files  # noqa: E402
+from worker._core.engine import grid_levels, prepare, run_grid  # noqa: E402
+from worker._data.files import write_dataset_files  # noqa: E402
 
 BIG_GRID = {
     "tp_mults": [round(1.2 + 0.25 * i, 2) for i in range(20)],      # 1.2 .. 5.95

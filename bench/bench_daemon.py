@@ -28,8 +28,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from worker._files import write_dataset_files  # noqa: E402
-from worker._synthetic import synthetic_dataset  # noqa: E402
+from worker._data.files import write_dataset_files  # noqa: E402
+from worker._data.synthetic import synthetic_dataset  # noqa: E402
 
 SPAWNED = """
 import json, sys

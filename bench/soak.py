@@ -36,7 +36,7 @@ from collections import Counter, deque
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from worker._synthetic import synthetic_columns  # noqa: E402
+from worker._data.synthetic import synthetic_columns  # noqa: E402
 
 STALL_S = 120.0  # no answer at all for this long: stop waiting, report what is missing
 

@@ -5,12 +5,26 @@ beside this file is generated from them.
 """
 
 from ._params import (
-    DEFAULT_HOLD_HRS, DEFAULT_SL_MULTS, DEFAULT_TP_MULTS, Constraints, Intrabar,
-    Mode, ParamGrid, Params, SimulatorConfig,
+    DEFAULT_HOLD_HRS,
+    DEFAULT_SL_MULTS,
+    DEFAULT_TP_MULTS,
+    Constraints,
+    Intrabar,
+    Mode,
+    ParamGrid,
+    Params,
+    SimulatorConfig,
 )
 from ._results import (
-    CallerResult, CapitalMetrics, GroupedResult, Metrics, OptimizeResult,
-    PerCallerResult, PerTradeMetrics, RankedPoint, TradeRecord,
+    CallerResult,
+    CapitalMetrics,
+    GroupedResult,
+    Metrics,
+    OptimizeResult,
+    PerCallerResult,
+    PerTradeMetrics,
+    RankedPoint,
+    TradeRecord,
 )
 
 __all__ = [

@@ -1,7 +1,7 @@
 """Simulation inputs shared by every method: config, parameters, grid.
 
 ``msgspec.Meta`` bounds put the rules in the JSON Schema and reject bad
-values at decode time; ``worker._validate`` checks the same rules again for
+values at decode time; ``worker._core.validate`` checks the same rules again for
 values built in Python (a Struct built directly is not validated) and adds
 the rules a schema cannot say (duplicate grid values).
 """
@@ -17,7 +17,7 @@ import msgspec
 # up to 10**15 (a quadrillion, in the account's currency), costs up to
 # 10,000 bps (100 %) each side. Parameters without an upper bound are exact
 # whatever their size (a take-profit never reached never triggers; a hold
-# longer than any dataset is capped exactly, worker._engine.HOLD_NEVER_MS).
+# longer than any dataset is capped exactly, worker._core.engine.HOLD_NEVER_MS).
 MAX_MONEY = 1e15
 MAX_BPS = 10_000.0
 Money = Annotated[float, msgspec.Meta(gt=0, le=MAX_MONEY)]

@@ -7,7 +7,7 @@ import math
 import msgspec
 import numpy as np
 
-from worker._loaders import dataset_from_columnar
+from worker._data.loaders import dataset_from_columnar
 
 
 def build(calls: list[dict], series: dict, series_key: str):

@@ -16,8 +16,8 @@ def anyio_backend():
 def files(tmp_path_factory):
     """A dataset big enough for seconds of pool work (2,000 calls x 600
     candles), as Parquet files: ``loadDataset`` params for the daemon tests."""
-    from worker._files import write_dataset_files
-    from worker._synthetic import synthetic_dataset
+    from worker._data.files import write_dataset_files
+    from worker._data.synthetic import synthetic_dataset
 
     d = tmp_path_factory.mktemp("data")
     ds = synthetic_dataset(n_calls=2_000, n_candles=600, n_callers=8, seed=11)

@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from worker._batch.config import load_config, yaml_line
 
 from tests._daemon import worker_env
-from worker._config import load_config, yaml_line
 from worker._errors import InvalidParams
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,8 +113,8 @@ def test_restart_clears_the_previous_runs_results(tmp_path):
 
 
 def test_resume_does_not_depend_on_the_working_directory(tmp_path):
-    from worker._files import write_dataset_files
-    from worker._synthetic import synthetic_dataset
+    from worker._data.files import write_dataset_files
+    from worker._data.synthetic import synthetic_dataset
 
     proj = tmp_path / "proj"
     proj.mkdir()
@@ -137,8 +137,8 @@ def test_unknown_caller_groups_names_are_warned_about(tmp_path):
 
 
 def test_demo_write_files_round_trips_through_the_file_loader(tmp_path):
-    from worker._files import dataset_from_files
-    from worker._synthetic import synthetic_dataset
+    from worker._data.files import dataset_from_files
+    from worker._data.synthetic import synthetic_dataset
 
     out = tmp_path / "data"
     done = subprocess.run(
@@ -159,8 +159,8 @@ def test_incomplete_run_warns_exits_3_and_a_rerun_completes(tmp_path, monkeypatc
     and the printed lines say how to resume; running it again completes it."""
     import json
 
-    import worker._batch as B
-    import worker._journal as J
+    import worker._batch.runner as B
+    import worker._run.journal as J
     from worker._cli import main
 
     monkeypatch.setattr(J, "CHUNK_EVALUATIONS", 200)   # a few items per chunk: 6 chunks

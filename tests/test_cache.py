@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker._cache import DatasetCache
+from worker._daemon.cache import DatasetCache
 from worker._errors import ResourceLimit, UnknownDataset
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from worker._cpus import available_cpus, cgroup_cpu_limit
-from worker._settings import default_pool_size
+from worker._daemon.settings import default_pool_size
+from worker._pool.cpus import available_cpus, cgroup_cpu_limit
 
 AFFINITY = len(os.sched_getaffinity(0))
 

@@ -12,7 +12,7 @@ import pytest
 
 import worker
 from tests._daemon import Daemon
-from worker._synthetic import synthetic_dataset
+from worker._data.synthetic import synthetic_dataset
 
 GRID = {"tp_mults": [1.5, 2, 3], "sl_mults": [0.85, 0.9], "max_hold_hrs": [6, 48]}
 
@@ -253,7 +253,7 @@ def test_one_json_log_line_per_request_on_stderr(tmp_path, payload):
 def test_library_prints_cannot_reach_the_protocol_stream():
     """After claim_stdio, print() and raw writes to fd 1 land on stderr."""
     code = ("import os, sys\n"
-            "from worker._transport import claim_stdio\n"
+            "from worker._daemon.transport import claim_stdio\n"
             "s = claim_stdio()\n"
             "print('noise from a library')\n"
             "os.write(1, b'raw fd 1 noise\\n')\n"

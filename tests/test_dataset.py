@@ -15,10 +15,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from worker._dataset import Dataset
+from worker._core.dataset import Dataset
+from worker._data.files import dataset_from_files, write_dataset_files
+from worker._data.loaders import dataset_from_columnar, dataset_from_rows
 from worker._errors import InvalidDataset, InvalidParams
-from worker._files import dataset_from_files, write_dataset_files
-from worker._loaders import dataset_from_columnar, dataset_from_rows
 
 ARRAYS = ("call_caller", "call_ts_ms", "call_series", "series_offsets", "ts_ms", "open",
           "high", "low", "close", "volume", "call_order", "entry_idx", "series_end")

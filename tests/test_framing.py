@@ -1,4 +1,4 @@
-"""Newline framing of worker._framing: any line length up to the limit, over-long
+"""Newline framing of worker._daemon.framing: any line length up to the limit, over-long
 lines skipped without losing the stream, CRLF, empty lines, a last line with
 no newline."""
 
@@ -10,7 +10,7 @@ import anyio
 import pytest
 from anyio.abc import ByteReceiveStream
 
-from worker._framing import LineReader, LineTooLong
+from worker._daemon.framing import LineReader, LineTooLong
 
 pytestmark = pytest.mark.anyio
 

@@ -25,7 +25,7 @@ import pytest
 
 from protocol._messages import METHODS
 from tests._daemon import Daemon
-from worker._synthetic import synthetic_columns
+from worker._data.synthetic import synthetic_columns
 
 N_LINES = 5_000
 SEED = 9_2026

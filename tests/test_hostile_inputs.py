@@ -15,10 +15,10 @@ import worker
 from tests import reference
 from tests._compare import plain
 from tests._daemon import Daemon, wait_gone
-from worker._cache import DatasetCache
+from worker._daemon.cache import DatasetCache
+from worker._data.loaders import dataset_from_columnar
+from worker._data.synthetic import synthetic_dataset
 from worker._errors import InvalidDataset, InvalidParams, ResourceLimit
-from worker._loaders import dataset_from_columnar
-from worker._synthetic import synthetic_dataset
 
 T0 = 1_700_000_000_000
 MIN = 60_000
@@ -141,7 +141,7 @@ def test_call_times_outside_2_pow_53_are_refused():
 # ------------------------------------------------------------ files
 
 def _write_files(tmp_path, ds):
-    from worker._files import write_dataset_files
+    from worker._data.files import write_dataset_files
     calls, candles = str(tmp_path / "calls.parquet"), str(tmp_path / "candles.parquet")
     write_dataset_files(ds, calls, candles)
     return calls, candles

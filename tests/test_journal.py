@@ -1,5 +1,5 @@
-"""The checkpoint journal (``worker._journal``) and checkpointed flows
-(``worker._checkpoint``): arrays round-trip bit for bit, a torn last line is
+"""The checkpoint journal (``worker._run.journal``) and checkpointed flows
+(``worker._run.checkpoint``): arrays round-trip bit for bit, a torn last line is
 cut, a different run is refused (-32004), chunk ids are deterministic, an
 interrupted run resumes to exactly ``run_sync``'s result computing exactly
 the missing chunks, a failing chunk is isolated (when asked: the batch CLI)
@@ -22,17 +22,24 @@ import msgspec
 import numpy as np
 import pytest
 
-import worker._journal as J
+import worker._run.journal as J
 from protocol import _messages as m
 from worker import synthetic_dataset
-from worker._callers import grouped_eval_flow, optimize_per_caller_flow
-from worker._checkpoint import run_checkpointed, run_checkpointed_sync
-from worker._engine import prepare
+from worker._core.callers import grouped_eval_flow, optimize_per_caller_flow
+from worker._core.engine import prepare
+from worker._core.jobs import evaluate, run_sync
+from worker._core.optimize import optimize_flow
 from worker._errors import CheckpointMismatch, InternalError
-from worker._jobs import evaluate, run_sync
-from worker._journal import (ChunkEntry, FailedEntry, Journal, chunk_id, chunk_items,
-                             chunk_spans, fingerprint)
-from worker._optimize import optimize_flow
+from worker._run.checkpoint import run_checkpointed, run_checkpointed_sync
+from worker._run.journal import (
+    ChunkEntry,
+    FailedEntry,
+    Journal,
+    chunk_id,
+    chunk_items,
+    chunk_spans,
+    fingerprint,
+)
 
 GRID = {"tp_mults": [1.2 + 0.25 * i for i in range(8)],
         "sl_mults": [0.5 + 0.05 * i for i in range(6)],
@@ -534,8 +541,8 @@ async def test_concurrent_chunks_give_the_same_result(tmp_path, ds):
 
 @pytest.mark.anyio
 async def test_on_the_process_pool(tmp_path, ds):
-    from worker._pool import WorkerPool
-    from worker._shm import share_dataset
+    from worker._pool.pool import WorkerPool
+    from worker._pool.shm import share_dataset
 
     shared = share_dataset(ds, str(tmp_path))
     try:
@@ -575,9 +582,9 @@ async def test_on_the_process_pool(tmp_path, ds):
 def test_optimize_with_a_failed_chunk_and_include_all_lists_only_evaluated_points():
     """A failed chunk's points are infeasible and left out of all_results."""
     from worker import synthetic_dataset
-    from worker._jobs import evaluate as local_evaluate
-    from worker._jobs import step
-    from worker._optimize import optimize_flow
+    from worker._core.jobs import evaluate as local_evaluate
+    from worker._core.jobs import step
+    from worker._core.optimize import optimize_flow
 
     ds = synthetic_dataset(n_calls=40, n_candles=200, seed=2)
     flow = optimize_flow(ds, {"tp_mults": [1.5, 2, 3], "sl_mults": [0.9]}, include_all=True)
@@ -594,8 +601,8 @@ def test_resumed_grouped_run_after_a_failed_chunk_equals_a_fresh_run(tmp_path, m
     results; after a job-0 chunk failed, job 1 must not be journaled, or a
     resume would reuse results computed over the wrong callers."""
     from worker import synthetic_dataset
-    from worker._callers import grouped_eval, grouped_eval_flow
-    from worker._jobs import local_span_evaluator, recorded
+    from worker._core.callers import grouped_eval, grouped_eval_flow
+    from worker._core.jobs import local_span_evaluator, recorded
 
     monkeypatch.setattr(J, "CHUNK_ITEMS", 30)
     ds = synthetic_dataset(n_calls=300, n_candles=300, seed=1, n_callers=6)

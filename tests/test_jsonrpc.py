@@ -1,4 +1,4 @@
-"""JSON-RPC 2.0 layer of the daemon (worker._jsonrpc), driven over in-memory
+"""JSON-RPC 2.0 layer of the daemon (worker._daemon.dispatch), driven over in-memory
 byte streams with small fake handlers: the specification's own worked
 examples (www.jsonrpc.org/specification, section 7) adapted to this worker's
 methods, then concurrency, cancellation, end of stream, and the error shapes
@@ -20,9 +20,9 @@ from anyio.abc import ByteReceiveStream, ByteSendStream, SocketStream
 
 from protocol._messages import ProgressParams, ProgressValue
 from tests._daemon import Daemon, wait_gone
+from worker._daemon.dispatch import Dispatcher, RequestContext
+from worker._daemon.framing import LineReader
 from worker._errors import InvalidDataset
-from worker._framing import LineReader
-from worker._jsonrpc import Dispatcher, RequestContext
 
 pytestmark = pytest.mark.anyio
 

@@ -1,4 +1,4 @@
-"""The daemon's process pool and shared datasets (``worker._pool``, ``worker._shm``).
+"""The daemon's process pool and shared datasets (``worker._pool.pool``, ``worker._pool.shm``).
 
 Pool results must equal in-process evaluation exactly; a pool process killed
 mid-request is replaced and its span retried elsewhere (more in
@@ -23,14 +23,18 @@ import numpy as np
 import pytest
 
 from worker import synthetic_dataset
-from worker._callers import grouped_eval, grouped_eval_flow, optimize_per_caller
-from worker._engine import grid_levels
+from worker._core.callers import grouped_eval, grouped_eval_flow, optimize_per_caller
+from worker._core.engine import grid_levels
+from worker._core.jobs import GridJob, evaluate, run_sync
+from worker._core.optimize import make_study, optimize, optimize_flow
 from worker._errors import InternalError
-from worker._jobs import GridJob, evaluate, run_sync
-from worker._optimize import make_study, optimize, optimize_flow
-from worker._pool import WorkerPool, cut_spans, run_flow
-from worker._shm import (
-    SharedDescriptor, attach_dataset, default_directory, remove_stale_files, share_dataset,
+from worker._pool.pool import WorkerPool, cut_spans, run_flow
+from worker._pool.shm import (
+    SharedDescriptor,
+    attach_dataset,
+    default_directory,
+    remove_stale_files,
+    share_dataset,
 )
 
 ARRAYS = ("call_caller", "call_ts_ms", "call_series", "series_offsets", "ts_ms", "open",
@@ -167,7 +171,7 @@ def test_attach_in_another_process_sees_identical_arrays(ds, tmp_path):
     try:
         code = (
             "import sys, hashlib, msgspec\n"
-            "from worker._shm import SharedDescriptor, attach_dataset\n"
+            "from worker._pool.shm import SharedDescriptor, attach_dataset\n"
             "d = msgspec.json.decode(sys.stdin.buffer.read(), type=SharedDescriptor)\n"
             "a = attach_dataset(d)\n"
             f"for n in {ARRAYS!r}:\n"
@@ -299,7 +303,7 @@ async def test_flows_on_pool_equal_run_sync(pool, ds, shared):
         assert got == grouped_eval(ds, mode=mode, grouped_params="optimize",
                                    filter_collapsed=False)
     want = optimize_per_caller(ds)
-    from worker._callers import optimize_per_caller_flow
+    from worker._core.callers import optimize_per_caller_flow
     assert await run_flow(pool, shared, "ds", optimize_per_caller_flow(sd)) == want
     assert run_sync(sd, optimize_per_caller_flow(sd)) == want
 
@@ -446,7 +450,7 @@ async def test_cancelled_owner_leaves_no_process(ds, shared):
 def test_daemon_killed_takes_its_pool_processes_along():
     """Even SIGKILL of the daemon (no clean-up runs) leaves no pool process."""
     code = ("import anyio\n"
-            "from worker._pool import WorkerPool\n"
+            "from worker._pool.pool import WorkerPool\n"
             "async def main():\n"
             "    async with WorkerPool(2) as pool:\n"
             "        print(*pool.all_pids, flush=True)\n"

@@ -19,12 +19,11 @@ import anyio
 import pytest
 
 # The same dataset and shared file fixtures as the pool's own tests.
-from tests.test_pool import (BIG_GRID, alive, assert_same, ds, job_of, kill_first_server,  # noqa: F401
-                             shared)
+from tests.test_pool import BIG_GRID, alive, assert_same, ds, job_of, kill_first_server, shared  # noqa: F401
+from worker._core.jobs import evaluate, run_sync
+from worker._core.optimize import optimize_flow
 from worker._errors import InternalError
-from worker._jobs import evaluate, run_sync
-from worker._optimize import optimize_flow
-from worker._pool import WorkerPool, run_flow
+from worker._pool.pool import WorkerPool, run_flow
 
 BOUND = 120.0   # seconds: a bound on failure (a hang fails the test), not a sleep
 
@@ -149,9 +148,9 @@ async def test_checkpointed_run_fails_whole_when_a_span_is_lost_twice_then_resum
     keeps the chunks that finished, and a resume completes to run_sync's answer."""
     import json
 
-    import worker._journal as J
-    from worker._checkpoint import run_checkpointed
-    from worker._journal import Journal, fingerprint
+    import worker._run.journal as J
+    from worker._run.checkpoint import run_checkpointed
+    from worker._run.journal import Journal, fingerprint
 
     monkeypatch.setattr(J, "CHUNK_EVALUATIONS", 5_000)   # ~15 items per chunk: many chunks
     want = run_sync(ds, optimize_flow(ds, BIG_GRID))
@@ -206,7 +205,7 @@ async def test_checkpointed_run_fails_whole_when_a_span_is_lost_twice_then_resum
 
 
 def test_stall_timeout_follows_the_span_estimate():
-    from worker._pool_spans import EVALS_PER_SECOND, ITEM_OVERHEAD, span_seconds, stall_timeout
+    from worker._pool.spans import EVALS_PER_SECOND, ITEM_OVERHEAD, span_seconds, stall_timeout
 
     # items 0..9 are group 0 (100 calls each), 10..19 group 1 (300 calls each)
     g0, g1 = 100 + ITEM_OVERHEAD, 300 + ITEM_OVERHEAD

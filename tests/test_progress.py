@@ -9,11 +9,11 @@ import pytest
 import worker
 from tests._daemon import Daemon
 from tests.test_daemon import cli_payload
-from worker._engine import grid_levels
-from worker._jobs import GridJob, evaluate
-from worker._optimize import job_score, make_study
-from worker._progress import Progress
-from worker._synthetic import synthetic_dataset
+from worker._core.engine import grid_levels
+from worker._core.jobs import GridJob, evaluate
+from worker._core.optimize import job_score, make_study
+from worker._daemon.progress import Progress
+from worker._data.synthetic import synthetic_dataset
 
 GRID = {"tp_mults": [1.5, 2, 3, 4], "sl_mults": [0.7, 0.8, 0.9], "max_hold_hrs": [6, 24, 48]}
 

@@ -16,15 +16,15 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from matplotlib import colormaps
+from worker._report.analyze import NotARunDirectory, analyze, analyze_main
 
 import worker
-from worker._analyze import NotARunDirectory, analyze, analyze_main
-from worker._engine import grid_levels
-from worker._jobs import GridJob, evaluate
-from worker._kernels import CAPITAL_METRICS, EXIT_REASONS, PER_TRADE_METRICS, SKIP_REASONS
-from worker._optimize import feasible_mask, make_study, rank_order
-from worker._plots import hold_label, heatmaps
-from worker._report import pearson, results_table, summary_markdown, write_report
+from worker._core.engine import grid_levels
+from worker._core.jobs import GridJob, evaluate
+from worker._core.kernels import CAPITAL_METRICS, EXIT_REASONS, PER_TRADE_METRICS, SKIP_REASONS
+from worker._core.optimize import feasible_mask, make_study, rank_order
+from worker._report.plots import heatmaps, hold_label
+from worker._report.report import pearson, results_table, summary_markdown, write_report
 
 GRID = {"tp_mults": [1.2, 1.5, 2.0, 3.0], "sl_mults": [0.8, 0.85, 0.9, 0.95],
         "max_hold_hrs": [0.5, 8.0]}

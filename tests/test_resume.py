@@ -17,8 +17,8 @@ import pytest
 
 import worker
 from tests._daemon import Daemon, wait_gone, worker_env
-from worker._files import write_dataset_files
-from worker._synthetic import synthetic_dataset
+from worker._data.files import write_dataset_files
+from worker._data.synthetic import synthetic_dataset
 
 GRID = {"tp_mults": [round(1.2 + 0.2 * i, 2) for i in range(15)],
         "sl_mults": [round(0.5 + 0.03 * i, 2) for i in range(15)],

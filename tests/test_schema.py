@@ -8,8 +8,13 @@ import json
 import pytest
 
 from protocol._messages import METHODS, NOTIFICATIONS
-from protocol._schema import (SCHEMA_PATH, build_schema, normalize_description,
-                              normalize_descriptions, render_schema)
+from protocol._schema import (
+    SCHEMA_PATH,
+    build_schema,
+    normalize_description,
+    normalize_descriptions,
+    render_schema,
+)
 
 
 def test_schema_file_is_up_to_date():

@@ -4,16 +4,21 @@ Public surface: load a dataset, then simulate, optimize, optimize per caller
 or evaluate a group. The daemon and the CLI are built on these.
 """
 
-from ._callers import grouped_eval, optimize_per_caller
-from ._dataset import Dataset
+from ._core.callers import grouped_eval, optimize_per_caller
+from ._core.dataset import Dataset
+from ._core.optimize import optimize, simulate
+from ._data.files import dataset_from_files
+from ._data.loaders import dataset_from_columnar, dataset_from_rows
+from ._data.synthetic import synthetic_dataset
 from ._errors import (
-    CheckpointMismatch, InvalidDataset, InvalidParams, RequestCancelled, ResourceLimit,
-    UnknownDataset, WorkerError,
+    CheckpointMismatch,
+    InvalidDataset,
+    InvalidParams,
+    RequestCancelled,
+    ResourceLimit,
+    UnknownDataset,
+    WorkerError,
 )
-from ._files import dataset_from_files
-from ._loaders import dataset_from_columnar, dataset_from_rows
-from ._optimize import optimize, simulate
-from ._synthetic import synthetic_dataset
 
 __version__ = "0.1.0"
 

@@ -11,9 +11,9 @@ from ._errors import WorkerError
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from ._callers import optimize_per_caller
-    from ._optimize import optimize
-    from ._synthetic import synthetic_dataset
+    from ._core.callers import optimize_per_caller
+    from ._core.optimize import optimize
+    from ._data.synthetic import synthetic_dataset
 
     t0 = time.perf_counter()
     ds = synthetic_dataset(n_calls=args.calls, n_candles=args.candles, seed=args.seed)
@@ -47,7 +47,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _write_demo_files(ds, directory: str) -> int:
     """The demo dataset as SPEC 8 files, for trying the daemon or a client
     (the TypeScript example loads these)."""
-    from ._files import write_dataset_files
+    from ._data.files import write_dataset_files
 
     os.makedirs(directory, exist_ok=True)
     calls, candles = (os.path.join(directory, n) for n in ("calls.parquet", "candles.parquet"))
@@ -70,19 +70,19 @@ def _top_table(top) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ._batch import run_main
+    from ._batch.runner import run_main
 
     return run_main(args.config, dry=args.dry_run, restart=args.restart)
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    from ._analyze import analyze_main
+    from ._report.analyze import analyze_main
 
     return analyze_main(args.run_dir)
 
 
 def _warm(args: argparse.Namespace) -> int:
-    from ._warm import warm_kernels
+    from ._run.warm import warm_kernels
 
     seconds = warm_kernels()
     sys.stderr.write(f"kernels ready in {seconds:.1f} s (compiled once, then loaded from the cache)\n")
@@ -90,8 +90,8 @@ def _warm(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from ._server import serve
-    from ._settings import Settings
+    from ._daemon.server import serve
+    from ._daemon.settings import Settings
 
     settings = Settings(pool_size=args.pool_size, cache_bytes=args.cache_bytes,
                         max_message_bytes=args.max_message_bytes,
@@ -130,8 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="write the dataset as DIR/calls.parquet and DIR/candles.parquet "
                            "instead of optimizing")
     demo.set_defaults(run=_demo)
-    from ._settings import Settings, default_pool_size
-    from ._logging import LEVELS
+    from ._daemon.logs import LEVELS
+    from ._daemon.settings import Settings, default_pool_size
 
     d = Settings()
     serve = sub.add_parser("serve", help="JSON-RPC 2.0 daemon over stdio (default) or a Unix socket")

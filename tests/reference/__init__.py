@@ -1,7 +1,7 @@
 """Reference implementation of SPEC sections 2-6 (slow, obvious, for tests)."""
 
-from .simulator import simulate_capital, simulate_per_trade
 from .optimizer import grouped_eval, optimize, optimize_per_caller
+from .simulator import simulate_capital, simulate_per_trade
 
 __all__ = [
     "simulate_capital",

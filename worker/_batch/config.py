@@ -1,0 +1,143 @@
+"""Batch run configs (``optimizer-worker run CONFIG.yaml``), validated by
+msgspec; an error names the bad key as a path and the line it is on."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+import yaml
+
+from protocol import Constraints, Mode, ParamGrid, SimulatorConfig
+
+from .._errors import InvalidParams
+
+_STRICT = dict(frozen=True, kw_only=True, forbid_unknown_fields=True)
+_AT = re.compile(r"^(?P<msg>.*?)(?: - at `(?P<path>\$[^`]*)`)?$", re.S)
+
+
+class DemoData(msgspec.Struct, **_STRICT):
+    """The built-in synthetic dataset (``optimizer-worker demo``'s)."""
+
+    calls: Annotated[int, msgspec.Meta(ge=1)] = 1_000
+    candles: Annotated[int, msgspec.Meta(ge=1)] = 2_880
+    callers: Annotated[int, msgspec.Meta(ge=1)] = 25
+    seed: int = 7
+
+
+class DataConfig(msgspec.Struct, **_STRICT):
+    """Files (paths relative to the config file), or the demo dataset."""
+
+    calls: str | None = None
+    candles: str | None = None
+    demo: DemoData | None = None
+    series_key: Literal["call_id", "mint"] = "call_id"
+    on_bad_series: Literal["error", "drop"] = "error"
+
+
+class GroupedConfig(msgspec.Struct, **_STRICT):
+    filter_collapsed: bool = True
+    filter_extreme: bool = True
+    grouped_params: Literal["mean", "optimize"] = "mean"
+
+
+class RunConfig(msgspec.Struct, **_STRICT):
+    data: DataConfig
+    run: Literal["optimize", "per_caller", "grouped"] = "optimize"
+    mode: Mode = "capital"
+    param_grid: ParamGrid = msgspec.field(default_factory=ParamGrid)
+    simulator_config: SimulatorConfig = msgspec.field(default_factory=SimulatorConfig)
+    objective: str | None = None
+    minimize: bool = False
+    constraints: Constraints = msgspec.field(default_factory=Constraints)
+    caller_groups: list[str] | None = None
+    top_k: Annotated[int, msgspec.Meta(ge=0)] = 10
+    grouped: GroupedConfig = msgspec.field(default_factory=GroupedConfig)
+    extreme_sl_below: float = 0.88
+    extreme_tp_above: float = 4.0
+    output: str = "runs/run"
+    workers: Annotated[int, msgspec.Meta(ge=0)] = 0
+
+
+def load_config(path: str | Path) -> tuple[RunConfig, str]:
+    """The config at ``path`` and its text; relative data paths and the
+    output directory are resolved against the config file's directory."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise InvalidParams(f"cannot read config {path}: {exc.strerror}", path="$") from None
+    try:
+        cfg = msgspec.yaml.decode(text.encode(), type=RunConfig)
+    except msgspec.ValidationError as exc:
+        raise _located(path, text, str(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise InvalidParams(f"{path}: not valid YAML: {exc}", path="$") from None
+    data = cfg.data
+    given = (data.calls is not None or data.candles is not None, data.demo is not None)
+    if given[0] == given[1] or (given[0] and (data.calls is None or data.candles is None)):
+        raise _located(path, text, "give data.calls and data.candles (files), or data.demo "
+                                   "(the synthetic dataset), not both - at `$.data`")
+    base = path.parent
+    resolved = msgspec.structs.replace(
+        cfg, output=os.path.normpath(base / cfg.output),
+        data=msgspec.structs.replace(
+            data, calls=None if data.calls is None else os.path.normpath(base / data.calls),
+            candles=None if data.candles is None else os.path.normpath(base / data.candles)))
+    return resolved, text
+
+
+def _located(path: Path, text: str, message: str) -> InvalidParams:
+    match = _AT.match(message)
+    json_path = match.group("path") or "$"
+    unknown = re.search(r"unknown field `([^`]+)`", message)
+    # An unknown key is reported on its own line, not its parent's.
+    line = (yaml_line(text, f"{json_path}.{unknown.group(1)}", key=True) if unknown
+            else yaml_line(text, json_path))
+    where = f"{path}, line {line}" if line else str(path)
+    return InvalidParams(f"{where}: {match.group('msg')}", path=json_path)
+
+
+def locate_error(path: Path, text: str, exc: InvalidParams, renames: dict[str, str]) -> InvalidParams:
+    """``exc`` (from the library, with a request path) as an error on the
+    config's own key and line."""
+    json_path = exc.path
+    for old, new in renames.items():
+        if json_path == old or json_path.startswith(old + ".") or json_path.startswith(old + "["):
+            json_path = new + json_path[len(old):]
+            break
+    message = exc.message.removesuffix(f" (at {exc.path})")
+    line = yaml_line(text, json_path)
+    where = f"{path}, line {line}" if line else str(path)
+    return InvalidParams(f"{where}: {message}", path=json_path)
+
+
+def yaml_line(text: str, json_path: str, *, key: bool = False) -> int | None:
+    """1-based line of the node at ``json_path`` (``$.a.b[2]``), or of the
+    deepest existing parent (a missing key is reported where it belongs).
+    ``key``: the line of the last key itself, not of its value (a value in
+    block style starts on the next line)."""
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    line = None if node is None else node.start_mark.line + 1
+    parts = re.findall(r"\.([^.\[]+)|\[(\d+)\]", json_path)
+    for i, (name, index) in enumerate(parts):
+        child = None
+        if name and isinstance(node, yaml.MappingNode):
+            pair = next(((k, v) for k, v in node.value if k.value == name), None)
+            if pair is None:
+                return line
+            if key and i == len(parts) - 1:
+                return pair[0].start_mark.line + 1
+            child = pair[1]
+        elif index and isinstance(node, yaml.SequenceNode) and int(index) < len(node.value):
+            child = node.value[int(index)]
+        if child is None:
+            return line
+        node, line = child, child.start_mark.line + 1
+    return line

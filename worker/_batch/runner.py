@@ -1,0 +1,188 @@
+"""``optimizer-worker run CONFIG.yaml``: a checkpointed batch run that ends
+in a run directory with results and a report (docs/run-directory.md).
+
+Running the same config again resumes: chunks already in the journal are
+not recomputed. A config that asks for a different run against the same
+output directory is refused unless ``--restart`` is given.
+
+Failed chunks. A pool process lost while serving a span has that span
+retried once on another process (``worker._pool.pool``); a chunk that still
+fails (or raises in-process) is isolated (``isolate_failures=True``): its
+points get no figures and the run goes on, so one bad chunk does not throw
+away hours of finished work. Such a run is *incomplete* and says so
+everywhere, never passing off the best of a subset as the best:
+
+- exit code 3 (``EXIT_INCOMPLETE``; 0 complete, 2 error), a stdout line
+  starting ``<kind> INCOMPLETE: N chunk(s) failed``, and a warning on stderr
+  naming the command that resumes the run;
+- ``run.json``: ``"incomplete": true``, ``"chunks_failed": N``,
+  ``"chunks_total"`` and ``"failed_chunks"`` (id, job, span, error of each);
+- ``summary.md``: a warning before anything else, and every "best" / "top"
+  qualified as "of the evaluated points (incomplete run: N chunks failed)";
+- ``result.json`` stays exactly the result object a daemon would answer
+  (OptimizeResult, ...; no extra field, so clients decode it with the same
+  type); its failed points are infeasible there, left out of ``top``.
+
+To finish an incomplete run, run the same command again (without
+``--restart``): failed chunks are journaled as failed, so only they (and
+whatever depended on them) are computed; the others come from the journal.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import msgspec
+
+from .._core.callers import grouped_eval_flow, optimize_per_caller_flow
+from .._core.dataset import Dataset
+from .._core.jobs import Flow, GridJob, local_span_evaluator, recorded
+from .._core.optimize import make_study, optimize_flow, unknown_callers
+from .._core.validate import grid_size
+from .._data.files import dataset_from_files
+from .._data.synthetic import synthetic_dataset
+from .._errors import InvalidParams
+from .._pool.pool import WorkerPool
+from .._pool.shm import share_dataset
+from .._report.rundir import finish_run, now, open_run
+from .._run.checkpoint import run_checkpointed
+from .._run.journal import Journal
+from .config import RunConfig, load_config, locate_error
+from .progress_bar import ProgressPrinter
+
+_EVALS_PER_SECOND = 20_000_000  # one process, one thread, for --dry-run estimates
+EXIT_INCOMPLETE = 3             # the run finished with failed chunks (module doc)
+
+
+def load_data(cfg: RunConfig) -> Dataset:
+    d = cfg.data
+    if d.demo is not None:
+        return synthetic_dataset(n_calls=d.demo.calls, n_candles=d.demo.candles,
+                                 n_callers=d.demo.callers, seed=d.demo.seed)
+    return dataset_from_files(d.calls, d.candles, series_key=d.series_key,
+                              on_bad_series=d.on_bad_series)
+
+
+def request_of(cfg: RunConfig) -> dict:
+    """What the run computes: the config without where and how it runs."""
+    request = msgspec.to_builtins(cfg)
+    for key in ("output", "workers"):
+        request.pop(key)
+    # The data's content is fingerprinted; where the files are is not (a
+    # resume from another directory, or after moving them, still resumes).
+    for key in ("calls", "candles"):
+        request["data"].pop(key, None)
+    return request
+
+
+def _study_args(cfg: RunConfig) -> dict[str, Any]:
+    return dict(config=cfg.simulator_config, mode=cfg.mode, objective=cfg.objective,
+                minimize=cfg.minimize, constraints=cfg.constraints,
+                caller_groups=cfg.caller_groups)
+
+
+def make_flow(ds: Dataset, cfg: RunConfig) -> Flow:
+    args = _study_args(cfg)
+    if cfg.run == "optimize":
+        return optimize_flow(ds, cfg.param_grid, top_k=cfg.top_k, include_all=True, **args)
+    extreme = dict(extreme_sl_below=cfg.extreme_sl_below, extreme_tp_above=cfg.extreme_tp_above)
+    if cfg.run == "per_caller":
+        return optimize_per_caller_flow(ds, cfg.param_grid, **extreme, **args)
+    g = cfg.grouped
+    return grouped_eval_flow(ds, cfg.param_grid, filter_collapsed=g.filter_collapsed,
+                             filter_extreme=g.filter_extreme, grouped_params=g.grouped_params,
+                             **extreme, **args)
+
+
+def dry_run(ds: Dataset, cfg: RunConfig, out=sys.stdout) -> None:
+    points = grid_size(cfg.param_grid)
+    evals = ds.n_calls * points
+    workers = max(1, cfg.workers)
+    out.write(f"config ok: run {cfg.run}, mode {cfg.mode}, output {cfg.output}\n"
+              f"data: {ds.n_calls:,} calls by {len(ds.caller_names)} callers, "
+              f"{ds.n_series:,} series, {ds.n_candles:,} candles"
+              f"{f', {ds.dropped_count} bad series dropped' if ds.dropped_count else ''}\n"
+              f"grid: {len(cfg.param_grid.tp_mults)} tp x {len(cfg.param_grid.sl_mults)} sl x "
+              f"{len(cfg.param_grid.max_hold_hrs or [0])} hold = {points:,} points, "
+              f"{evals:,} call x point evaluations\n"
+              f"estimated time: about {max(evals / (_EVALS_PER_SECOND * workers), 0.1):.1f} s "
+              f"of grid work on {workers} worker(s), plus the candle scan\n")
+
+
+def run_main(config_path: str, *, dry: bool = False, restart: bool = False) -> int:
+    cfg, text = load_config(config_path)
+    try:
+        ds = load_data(cfg)
+        # Every check before anything is written: a bad config must not
+        # leave a run directory that then refuses the corrected one.
+        study = make_study(ds, grid=cfg.param_grid, **_study_args(cfg))
+    except InvalidParams as exc:
+        raise locate_error(Path(config_path), text, exc, _CONFIG_KEYS) from None
+    unknown = unknown_callers(ds, cfg.caller_groups)
+    if unknown:
+        sys.stderr.write(f"optimizer-worker: warning: caller_groups names callers with no calls "
+                         f"in the data (ignored): {', '.join(unknown[:20])}\n")
+    if dry:
+        dry_run(ds, cfg)
+        return 0
+    run_dir = Path(cfg.output)
+    journal = open_run(run_dir, ds, request_of(cfg), restart=restart, path="$.output")
+    bar = ProgressPrinter(sys.stderr, label=f"{cfg.run} {run_dir.name}")
+    try:
+        (run_dir / "config.yaml").write_text(text)
+        started = now()
+        jobs: list = []
+        result, stats = anyio.run(_execute, ds, cfg, journal, recorded(make_flow(ds, cfg), jobs), bar)
+        # The journal's lock is held until the run directory is complete.
+        paths = finish_run(run_dir, ds, cfg.run, study, result, stats, jobs, started)
+    finally:
+        journal.close()
+        bar.close()
+    counts = (f"{stats.chunks_computed} chunks computed, {stats.chunks_reused} reused from "
+              f"the journal, {len(stats.failed)} failed")
+    if not stats.failed:
+        sys.stdout.write(f"{cfg.run} finished: {counts}\n")
+        for path in paths:
+            sys.stdout.write(f"  {path}\n")
+        return 0
+    n = len(stats.failed)
+    failed = f"{n} chunk{'' if n == 1 else 's'} failed"
+    again = f"optimizer-worker run {shlex.quote(config_path)}"
+    sys.stdout.write(f"{cfg.run} INCOMPLETE: {failed} (of {stats.chunks_total}; their points "
+                     f"have no results, the best reported is of the evaluated points only); "
+                     f"{counts}\n")
+    for path in paths:
+        sys.stdout.write(f"  {path}\n")
+    sys.stdout.write(f"to compute the failed chunks, run again: {again}\n")
+    first = stats.failed[0]
+    sys.stderr.write(f"optimizer-worker: warning: incomplete run: {failed} (first: chunk "
+                     f"{first['id']}: {first['error']}); see {run_dir / 'summary.md'}. Run "
+                     f"`{again}` to compute them: finished chunks are kept in the journal.\n")
+    return EXIT_INCOMPLETE
+
+
+# Where a library error's path lives in a config file.
+_CONFIG_KEYS = {"$.calls_path": "$.data.calls", "$.candles_path": "$.data.candles",
+                "$.simulator_config": "$.simulator_config", "$.param_grid": "$.param_grid"}
+
+
+async def _execute(ds: Dataset, cfg: RunConfig, journal: Journal, flow: Flow, bar):
+    if cfg.workers == 0:
+        return await run_checkpointed(flow, journal, local_span_evaluator(ds),
+                                      on_progress=bar.update, on_durable=bar.durable,
+                                      isolate_failures=True)
+    shared = await anyio.to_thread.run_sync(share_dataset, ds)
+    try:
+        async with WorkerPool(cfg.workers) as pool:
+            async def evaluate_span(job: GridJob, span: tuple[int, int]):
+                return await pool.evaluate(shared, shared.path, job, span=span)
+
+            return await run_checkpointed(flow, journal, evaluate_span, on_progress=bar.update,
+                                          on_durable=bar.durable, concurrency=cfg.workers,
+                                          isolate_failures=True)
+    finally:
+        shared.close()

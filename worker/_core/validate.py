@@ -1,0 +1,123 @@
+"""Validation at the edge: every rule broken raises ``InvalidParams`` naming
+the JSON path of the field (``$.param_grid.sl_mults[2]``).
+
+A Struct built in Python skips msgspec's decode-time checks, so values are
+always round-tripped through ``msgspec.convert``: the ``Meta`` bounds in
+``protocol`` stay the single statement of the range rules. What a schema
+cannot say (finite numbers, duplicate grid values, the objective's name) is
+checked here.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, TypeVar
+
+import msgspec
+
+from protocol import Constraints, ParamGrid, Params, SimulatorConfig
+
+from .._errors import InvalidParams, ResourceLimit
+from .kernels import CAPITAL_METRICS, PER_TRADE_METRICS
+
+T = TypeVar("T")
+
+_AT = re.compile(r"^(?P<msg>.*?)(?: - at `(?P<path>\$[^`]*)`)?$", re.S)
+
+OBJECTIVES = {"capital": CAPITAL_METRICS, "per_trade": PER_TRADE_METRICS}
+DEFAULT_OBJECTIVE = {"capital": "final_capital", "per_trade": "avg_return"}
+
+
+def join_path(base: str, sub: str) -> str:
+    """``join_path("$.param_grid", "$.tp_mults[0]")`` -> ``$.param_grid.tp_mults[0]``."""
+    return base + sub[1:] if sub.startswith("$") else f"{base}.{sub}"
+
+
+def convert(value: Any, typ: type[T], path: str) -> T:
+    """``value`` (a dict, or already a ``typ``) as a validated ``typ``."""
+    if value is None:
+        value = {}
+    raw = msgspec.to_builtins(value) if isinstance(value, msgspec.Struct) else value
+    try:
+        obj = msgspec.convert(raw, typ)
+    except msgspec.ValidationError as exc:
+        match = _AT.match(str(exc))
+        sub = match.group("path") or "$"
+        raise InvalidParams(match.group("msg"), path=join_path(path, sub)) from None
+    _check_finite(raw, path)
+    return obj
+
+
+def _check_finite(raw: Any, path: str) -> None:
+    if isinstance(raw, float) and not math.isfinite(raw):
+        raise InvalidParams(f"must be a finite number, got {raw}", path=path)
+    if isinstance(raw, dict):
+        for key, item in raw.items():
+            _check_finite(item, f"{path}.{key}")
+    elif isinstance(raw, (list, tuple)):
+        for i, item in enumerate(raw):
+            _check_finite(item, f"{path}[{i}]")
+
+
+def config(value: Any, path: str = "$.simulator_config") -> SimulatorConfig:
+    return convert(value, SimulatorConfig, path)
+
+
+def params(value: Any, path: str = "$.params") -> Params:
+    return convert(value, Params, path)
+
+
+def constraints(value: Any, mode: str, path: str = "$.constraints") -> Constraints:
+    obj = convert(value, Constraints, path)
+    if mode == "per_trade" and obj.max_drawdown is not None:
+        raise InvalidParams("max_drawdown is a capital-mode metric; per_trade mode has none",
+                            path=f"{path}.max_drawdown")
+    return obj
+
+
+def grid(value: Any, path: str = "$.param_grid", max_points: int | None = None) -> ParamGrid:
+    obj = convert(value, ParamGrid, path)
+    for name in ("tp_mults", "sl_mults", "max_hold_hrs"):
+        values = getattr(obj, name) or ()
+        seen: dict[float, int] = {}
+        for i, v in enumerate(values):
+            if v in seen:
+                raise InvalidParams(f"duplicate value {v} (first at index {seen[v]})",
+                                    path=f"{path}.{name}[{i}]")
+            seen[v] = i
+    n = grid_size(obj)
+    if max_points is not None and n > max_points:
+        raise ResourceLimit(f"grid has {n} points, over the limit of {max_points}",
+                            data={"path": path, "points": n, "limit": max_points})
+    return obj
+
+
+def mode(value: Any, path: str = "$.mode") -> str:
+    if value is None:
+        return "capital"
+    if value not in OBJECTIVES:
+        raise InvalidParams(f"unknown mode {value!r}; expected 'capital' or 'per_trade'", path=path)
+    return value
+
+
+def objective(value: Any, mode_: str, path: str = "$.objective") -> str:
+    if value is None:
+        return DEFAULT_OBJECTIVE[mode_]
+    if value not in OBJECTIVES[mode_]:
+        names = ", ".join(OBJECTIVES[mode_])
+        raise InvalidParams(f"unknown objective {value!r} for {mode_} mode; one of: {names}",
+                            path=path)
+    return value
+
+
+def grid_size(g: ParamGrid) -> int:
+    """Grid points; a grid without holds has the config's one."""
+    return len(g.tp_mults) * len(g.sl_mults) * len(g.max_hold_hrs or (0,))
+
+
+def flag(value: Any, path: str) -> bool:
+    """A JSON boolean: a string like "false" must not read as true."""
+    if not isinstance(value, bool):
+        raise InvalidParams(f"must be true or false, got {value!r:.40}", path=path)
+    return value

@@ -1,0 +1,332 @@
+"""The methods of SPEC section 7, on top of the flows, the cache and the pool.
+
+Where work runs (the concurrency rules):
+
+- The event loop only decodes, dispatches and writes; it never runs a kernel,
+  so ``ping`` is answered while grids run.
+- Small work (under ``Settings.local_evaluations`` call x grid-point
+  evaluations) runs in one worker thread of this process, one request at a
+  time (``_local``: Numba's parallel kernels are never launched from two
+  threads at once, so a cancelled request keeps the limiter until its
+  kernels stop). A cancel is answered -32800 at once by the dispatcher.
+- Without a pool, larger work runs in this process in spans of about
+  ``SPAN_EVALUATIONS`` with a cancellation point between them.
+- Large work goes to the process pool in chunks; a flow's Python steps
+  (validation, ranking, building results) still run in a worker thread.
+  Cancelling stops the dispatch of its chunks at once (``WorkerPool``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import msgspec
+import structlog
+
+from protocol import ParamGrid
+from protocol import _messages as m
+
+from .. import __version__
+from .._core.callers import grouped_eval_flow, optimize_per_caller_flow
+from .._core.dataset import Dataset
+from .._core.jobs import Flow, local_span_evaluator, recorded, run_local, run_sync
+from .._core.optimize import make_study, optimize_flow, simulate, unknown_callers
+from .._core.validate import grid_size
+from .._data.files import check_regular_file, dataset_from_files, estimated_bytes
+from .._data.loaders import dataset_from_columnar, dataset_from_rows
+from .._errors import InvalidParams
+from .._pool.pool import run_flow
+from .._pool.shm import SharedDataset, share_dataset
+from .._report.rundir import checkpoint_request, finish_run, now, open_run
+from .._run.checkpoint import run_checkpointed
+from .cache import DatasetCache, Entry
+from .progress import Progress, track
+from .settings import Settings
+
+PROTOCOL_VERSION = "1.0"
+log = structlog.get_logger()
+
+
+def build_source(p: m.DataSource) -> Dataset:
+    """The Dataset of an inline source: exactly one of rows, columns, files."""
+    given = [name for name, present in (
+        ("calls + candles_by_call_id", p.candles_by_call_id is not None),
+        ("calls + candles_columnar", p.candles_columnar is not None),
+        ("calls_path + candles_path", p.calls_path is not None or p.candles_path is not None),
+    ) if present]
+    if len(given) != 1:
+        what = "none" if not given else " and ".join(given)
+        raise InvalidParams(f"give exactly one data source (dataset_id, calls + candles_by_call_id, "
+                            f"calls + candles_columnar, or calls_path + candles_path); got {what}")
+    opts = {"series_key": p.series_key, "on_bad_series": p.on_bad_series}
+    if p.calls_path is not None or p.candles_path is not None:
+        if p.calls_path is None or p.candles_path is None:
+            missing = "calls_path" if p.calls_path is None else "candles_path"
+            raise InvalidParams("files come in pairs: calls_path and candles_path", path=f"$.{missing}")
+        return dataset_from_files(p.calls_path, p.candles_path, **opts)
+    if p.calls is None:
+        raise InvalidParams("inline candles need their calls", path="$.calls")
+    calls = msgspec.to_builtins(p.calls)
+    if p.candles_by_call_id is not None:
+        return dataset_from_rows(calls, msgspec.to_builtins(p.candles_by_call_id), **opts)
+    return dataset_from_columnar(calls, msgspec.structs.asdict(p.candles_columnar), **opts)
+
+
+def build_within(p: m.DataSource, check_fits: Callable[[int, str], None]) -> Dataset:
+    """``build_source`` with files checked first: regular files only (a FIFO
+    would block), and a candles file that could never fit the budget refused
+    from its metadata before it is read. Opens files: call it on a thread."""
+    if p.calls_path is not None and p.candles_path is not None:
+        check_regular_file(p.calls_path, "$.calls_path")
+        check_regular_file(p.candles_path, "$.candles_path")
+        check_fits(estimated_bytes(p.candles_path), f"candles file {p.candles_path}")
+    return build_source(p)
+
+
+class Worker:
+    """The daemon's state and its method handlers (``async (params, ctx)``)."""
+
+    def __init__(self, settings: Settings, pool: Any | None, task_group: anyio.abc.TaskGroup) -> None:
+        self.settings = settings
+        self.pool = pool
+        self._tg = task_group
+        self.cache = DatasetCache(settings.cache_bytes, self._close_entry)
+        self.started = time.monotonic()
+        self.shutdown_requested = anyio.Event()
+        self.in_flight: Callable[[], int] = lambda: 0
+        self._local = anyio.CapacityLimiter(1)
+
+    # ------------------------------------------------------------ lifecycle
+
+    def handlers(self) -> dict[str, Callable]:
+        return {
+            "initialize": self.initialize, "ping": self.ping, "loadDataset": self.load_dataset,
+            "dropDataset": self.drop_dataset, "listDatasets": self.list_datasets,
+            "simulate": self.simulate, "optimize": self.optimize,
+            "optimizePerCaller": self.optimize_per_caller, "groupedEval": self.grouped_eval,
+            "stats": self.stats, "shutdown": self.shutdown,
+        }
+
+    def _close_entry(self, entry: Entry) -> None:
+        self._tg.start_soon(self._forget_and_close, entry.shared)
+
+    async def _forget_and_close(self, shared: SharedDataset) -> None:
+        try:
+            if self.pool is not None:
+                await self.pool.forget(shared.path)
+        finally:
+            shared.close()
+
+    def close(self) -> None:
+        """Release every shared file (the daemon is exiting)."""
+        for entry in self.cache.entries():
+            entry.shared.close()
+
+    # ------------------------------------------------------------ simple methods
+
+    async def initialize(self, p: m.InitializeParams, ctx: Any) -> m.InitializeResult:
+        return m.InitializeResult(
+            server="optimizer-worker", version=__version__, protocol_version=PROTOCOL_VERSION,
+            methods=sorted([*m.METHODS, *m.NOTIFICATIONS]),
+            capabilities={"modes": ["capital", "per_trade"], "progress": True, "cancel": True,
+                          "series_keys": ["call_id", "mint"], "file_formats": ["parquet", "csv"],
+                          "max_message_bytes": self.settings.max_message_bytes,
+                          "max_grid_points": self.settings.max_grid_points,
+                          "pool_size": self.settings.pool_size})
+
+    async def ping(self, p: m.Empty, ctx: Any) -> m.Empty:
+        return m.Empty()
+
+    async def stats(self, p: m.Empty, ctx: Any) -> m.StatsResult:
+        pool = self.pool
+        return m.StatsResult(
+            datasets=len(self.cache), bytes=self.cache.nbytes, budget_bytes=self.cache.budget_bytes,
+            requests_in_flight=self.in_flight(), pool_size=0 if pool is None else pool.size,
+            pool_alive=0 if pool is None else pool.alive,
+            pool_restarts=0 if pool is None else pool.restarts,
+            pool_stalled=0 if pool is None else pool.stalled,
+            pool_span_retries=0 if pool is None else pool.span_retries,
+            pool_pids=[] if pool is None else list(pool.pids),
+            uptime_s=time.monotonic() - self.started)
+
+    async def shutdown(self, p: m.Empty, ctx: Any) -> m.Empty:
+        # Stop only once the {} is out: SPEC 7 promises the answer, then exit 0.
+        ctx.call_after_response(self.shutdown_requested.set)
+        return m.Empty()
+
+    # ------------------------------------------------------------ datasets
+
+    async def load_dataset(self, p: m.LoadDatasetParams, ctx: Any) -> m.DatasetInfo:
+        if p.dataset_id is not None and not p.dataset_id:
+            raise InvalidParams("dataset_id must not be empty", path="$.dataset_id")
+        ds = await anyio.to_thread.run_sync(build_within, p, self.cache.check_fits)
+        self.cache.check_fits(ds.nbytes)
+        shared = await anyio.to_thread.run_sync(share_dataset, ds, self.settings.shm_dir)
+        info = ds.summary()
+        del ds
+        dataset_id = p.dataset_id or self.cache.new_id()
+        self.cache.put(dataset_id, shared, info)
+        return self._info(dataset_id, info)
+
+    @staticmethod
+    def _info(dataset_id: str, info: dict) -> m.DatasetInfo:
+        return msgspec.convert({**info, "dataset_id": dataset_id}, m.DatasetInfo)
+
+    async def drop_dataset(self, p: m.DatasetIdParams, ctx: Any) -> m.DropDatasetResult:
+        freed = self.cache.drop(p.dataset_id)
+        return m.DropDatasetResult(dataset_id=p.dataset_id, dropped=freed > 0, bytes_freed=freed)
+
+    async def list_datasets(self, p: m.Empty, ctx: Any) -> m.ListDatasetsResult:
+        return m.ListDatasetsResult(
+            datasets=[self._info(e.dataset_id, e.info) for e in self.cache.entries()],
+            bytes=self.cache.nbytes, budget_bytes=self.cache.budget_bytes)
+
+    @asynccontextmanager
+    async def _data(self, p: m.DataSource) -> AsyncIterator[tuple[Dataset, SharedDataset | None]]:
+        """The request's dataset: a cache lease, or an inline source built
+        for this request alone (shared with the pool only if it needs it)."""
+        if p.dataset_id is not None:
+            inline = [f for f in ("calls", "candles_by_call_id", "candles_columnar", "calls_path",
+                                  "candles_path") if getattr(p, f) is not None]
+            if inline:
+                raise InvalidParams(f"give dataset_id or an inline source, not both (also got {inline[0]})",
+                                    path=f"$.{inline[0]}")
+            with self.cache.lease(p.dataset_id) as entry:
+                yield entry.shared.dataset, entry.shared
+        else:
+            ds = await anyio.to_thread.run_sync(build_within, p, self.cache.check_fits)
+            with self.cache.reserve(ds.nbytes):
+                yield ds, None
+
+    # ------------------------------------------------------------ compute
+
+    @staticmethod
+    def _warn_unknown_callers(ds: Dataset, p: Any, ctx: Any) -> None:
+        unknown = unknown_callers(ds, p.caller_groups)
+        if unknown:
+            log.warning("caller_groups names callers with no calls (ignored)",
+                        id=ctx.id, method=ctx.method, callers=unknown[:20])
+
+    def _study_args(self, p: m.OptimizeParams) -> dict[str, Any]:
+        return dict(config=p.simulator_config, mode=p.mode, objective=p.objective,
+                    minimize=p.minimize, constraints=p.constraints, caller_groups=p.caller_groups,
+                    max_points=self.settings.max_grid_points)
+
+    async def simulate(self, p: m.SimulateParams, ctx: Any) -> Any:
+        async with self._data(p) as (ds, _):
+            self._warn_unknown_callers(ds, p, ctx)
+            return await anyio.to_thread.run_sync(
+                lambda: simulate(ds, p.params, config=p.simulator_config, mode=p.mode,
+                                 include_trades=p.include_trades, caller_groups=p.caller_groups),
+                limiter=self._local)
+
+    async def optimize(self, p: m.OptimizeParams, ctx: Any) -> Any:
+        return await self._run(p, ctx, "optimize", lambda ds: optimize_flow(
+            ds, p.param_grid, top_k=p.top_k, include_all=p.include_all, **self._study_args(p)))
+
+    async def optimize_per_caller(self, p: m.OptimizeParams, ctx: Any) -> Any:
+        return await self._run(p, ctx, "per_caller", lambda ds: optimize_per_caller_flow(
+            ds, p.param_grid, extreme_sl_below=p.extreme_sl_below,
+            extreme_tp_above=p.extreme_tp_above, **self._study_args(p)))
+
+    async def grouped_eval(self, p: m.GroupedEvalParams, ctx: Any) -> Any:
+        return await self._run(p, ctx, "grouped", lambda ds: grouped_eval_flow(
+            ds, p.param_grid, filter_collapsed=p.filter_collapsed, filter_extreme=p.filter_extreme,
+            grouped_params=p.grouped_params, extreme_sl_below=p.extreme_sl_below,
+            extreme_tp_above=p.extreme_tp_above, **self._study_args(p)))
+
+    async def _run(self, p: m.OptimizeParams, ctx: Any, kind: str,
+                   make_flow: Callable[[Dataset], Flow]) -> Any:
+        if (p.run_id is None) != (p.checkpoint_dir is None):
+            missing = "checkpoint_dir" if p.checkpoint_dir is None else "run_id"
+            raise InvalidParams("run_id and checkpoint_dir go together (a checkpointed run)",
+                                path=f"$.{missing}")
+        if p.checkpoint_dir is not None and not os.path.isabs(p.checkpoint_dir):
+            # Relative to what? The daemon's working directory is not the client's.
+            raise InvalidParams(f"must be an absolute path, got {p.checkpoint_dir!r:.200}",
+                                path="$.checkpoint_dir")
+        async with self._data(p) as (ds, shared):
+            self._warn_unknown_callers(ds, p, ctx)
+            if p.run_id is not None:
+                return await self._run_checkpointed(p, ctx, kind, ds, shared, make_flow)
+            async with track(ctx, p.progress_token, "runs") as progress:
+                flow = make_flow(ds)
+                evaluations = ds.n_calls * grid_size(p.param_grid or ParamGrid())
+                if evaluations <= self.settings.local_evaluations:
+                    # Small: one hop. Not abandoned on cancel, so the limiter
+                    # is held until the kernels stop (a fraction of a second).
+                    # add_total runs on that thread; the ticker only reads ints.
+                    return await anyio.to_thread.run_sync(
+                        run_sync, ds, flow, lambda job: progress.add_total(job.n_items),
+                        progress.offer_rows, limiter=self._local)
+                if self.pool is None:
+                    return await run_local(ds, flow, limiter=self._local,
+                                           on_job=lambda job: progress.add_total(job.n_items),
+                                           on_progress=progress.chunk_done,
+                                           on_rows=progress.offer_rows)
+                return await self._run_on_pool(ds, shared, flow, progress)
+
+    async def _run_checkpointed(self, p: m.OptimizeParams, ctx: Any, kind: str, ds: Dataset,
+                                shared: SharedDataset | None, make_flow: Callable) -> Any:
+        """SPEC 7/8: journal every finished chunk under checkpoint_dir/run_id,
+        resume what an earlier attempt finished, write the run directory."""
+        run_dir = Path(p.checkpoint_dir) / p.run_id
+        study = make_study(ds, grid=p.param_grid, **self._study_args(p))
+        journal = await anyio.to_thread.run_sync(
+            lambda: open_run(run_dir, ds, checkpoint_request(p), restart=p.restart))
+        started = now()
+        jobs: list = []
+        owned = shared is None and self.pool is not None
+        try:
+            if owned:
+                shared = await anyio.to_thread.run_sync(share_dataset, ds, self.settings.shm_dir)
+        except BaseException:
+            journal.close()
+            raise
+        try:
+            evaluate_span = (local_span_evaluator(ds, self._local) if self.pool is None else
+                             lambda job, span: self.pool.evaluate(shared, shared.path, job, span=span))
+
+            async def durable(done: int, total: int) -> None:
+                await ctx.notify("$/checkpoint", m.CheckpointParams(
+                    token=p.progress_token, run_id=p.run_id, done=done, total=total,
+                    path=str(run_dir)))
+
+            async with track(ctx, p.progress_token, "runs") as progress:
+                result, stats = await run_checkpointed(
+                    recorded(make_flow(ds), jobs), journal, evaluate_span, on_durable=durable,
+                    on_progress=progress.set_done, on_rows=progress.offer_rows,
+                    concurrency=max(1, self.settings.pool_size),
+                    # A failed chunk fails the request (-32603, naming it); the
+                    # journal keeps what finished, so the same request resumes.
+                    isolate_failures=False)
+            # The journal's lock is held until the run directory is complete.
+            await anyio.to_thread.run_sync(finish_run, run_dir, ds, kind, study, result, stats,
+                                           jobs, started)
+        finally:
+            journal.close()
+            if owned:
+                with anyio.CancelScope(shield=True):
+                    await self._forget_and_close(shared)
+        return result
+
+    async def _run_on_pool(self, ds: Dataset, shared: SharedDataset | None, flow: Flow,
+                           progress: Progress) -> Any:
+        owned = shared is None  # an inline dataset is shared for this request only
+        if owned:
+            shared = await anyio.to_thread.run_sync(share_dataset, ds, self.settings.shm_dir)
+        try:
+            return await run_flow(self.pool, shared, shared.path, flow,
+                                  on_job=lambda job: progress.add_total(job.n_items),
+                                  on_progress=progress.chunk_done,
+                                  on_rows=progress.offer_rows)
+        finally:
+            if owned:
+                with anyio.CancelScope(shield=True):
+                    await self._forget_and_close(shared)

@@ -1,0 +1,126 @@
+"""The run directory of SPEC 8 (docs/run-directory.md), shared by the batch
+CLI and the daemon's checkpointed requests: opened (with its journal) before
+a run, finished (results, report) after it."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import shutil
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from .._core.dataset import Dataset
+from .._core.optimize import Study, feasible_mask, rank_order, simulate_positions
+from .._core.validate import grid_size
+from .._errors import InvalidParams
+from .._run.journal import Journal, fingerprint
+from .report import results_table, write_atomic, write_report
+
+_ENCODER = msgspec.json.Encoder()
+
+
+def now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _write_json(path: Path, value: Any) -> None:
+    write_atomic(path, msgspec.json.format(_ENCODER.encode(value)) + b"\n")
+
+
+# What a finished run adds to its directory. A run being (re)started or
+# resumed is not finished: these go, so a directory never mixes one run's
+# journal with another run's results (analyze refuses it until the end).
+_END_OF_RUN = ("result.json", "run.json", "best_trades.json", "results.parquet",
+               "results.csv", "summary.md")
+
+
+def _clear_end_of_run(run_dir: Path) -> None:
+    for name in _END_OF_RUN:
+        (run_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(run_dir / "plots", ignore_errors=True)
+
+
+# Request fields that say where the data or the run lives, or how it is
+# reported: the dataset's content is fingerprinted instead, so reloading the
+# same data under another id (or path) still resumes.
+_NOT_FINGERPRINTED = ("dataset_id", "calls", "candles_by_call_id", "candles_columnar",
+                      "calls_path", "candles_path", "progress_token", "run_id",
+                      "checkpoint_dir", "restart")
+
+
+def checkpoint_request(params: Any) -> dict:
+    """What a daemon request computes, for its run's fingerprint."""
+    request = msgspec.to_builtins(params)
+    return {k: v for k, v in request.items() if k not in _NOT_FINGERPRINTED}
+
+
+def open_run(run_dir: Path, ds: Dataset, request: Any, *, restart: bool = False,
+             path: str = "$.checkpoint_dir") -> Journal:
+    """Create or resume ``run_dir``: its journal (refusing a different run
+    unless ``restart``) and the request that makes it."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidParams(f"cannot create run directory {run_dir}: {exc.strerror}",
+                            path=path) from None
+    journal = Journal.open(run_dir / "journal.jsonl", fingerprint(ds, request), restart=restart)
+    _clear_end_of_run(run_dir)
+    _write_json(run_dir / "request.json", request)
+    return journal
+
+
+def finish_run(run_dir: Path, ds: Dataset, kind: str, study: Study, result: Any, stats: Any,
+               jobs: list, started: str) -> list[Path]:
+    """Write result.json, run.json, best_trades.json and the report.
+
+    ``jobs`` are the (job, arrays) pairs the run's flow received; the first
+    one holds every grid point (per caller for per-caller and grouped runs).
+    """
+    job, (metrics, exits, skipped) = jobs[0]
+    callers = (None if job.group_codes is None
+               else [ds.caller_names[c] for c in job.group_codes.tolist()])
+    feasible, rank = _feasible_and_rank(study, metrics, job.levels.n_points)
+    table = results_table(mode=study.mode, params=job.levels.params, metrics=metrics,
+                          exits=exits, skipped=skipped, feasible=feasible, rank=rank,
+                          failed=np.isnan(metrics[:, 0]), callers=callers)
+    trades = _best_trades(ds, kind, study, result)
+    meta = {"kind": kind, "mode": study.mode, "objective": study.objective,
+            "minimize": study.minimize, "initial_capital": study.config.initial_capital,
+            "params_evaluated": grid_size(study.grid), "fingerprint": stats.fingerprint,
+            "started": started, "finished": now(),
+            # An incomplete run (the batch CLI isolates failed chunks): its
+            # best is of the evaluated points only; summary.md warns first.
+            "incomplete": bool(stats.failed), "chunks_failed": len(stats.failed),
+            "chunks_total": stats.chunks_total, "failed_chunks": stats.failed,
+            "dropped": {"count": ds.dropped_count, "keys": list(ds.dropped_keys[:20])}}
+    _write_json(run_dir / "result.json", result)
+    _write_json(run_dir / "run.json", meta)
+    if trades is not None:
+        _write_json(run_dir / "best_trades.json", trades)
+    else:
+        (run_dir / "best_trades.json").unlink(missing_ok=True)
+    return write_report(run_dir, table=table, meta=meta, result=result, best_trades=trades)
+
+
+def _feasible_and_rank(study: Study, metrics: np.ndarray, n_points: int):
+    """Feasibility and 1-based rank of every row, ranked within its caller."""
+    feasible = feasible_mask(study, metrics)
+    rank = np.empty(metrics.shape[0], np.int64)
+    column = metrics[:, study.column(study.objective)]
+    for start in range(0, metrics.shape[0], n_points):
+        rows = slice(start, start + n_points)
+        order = rank_order(column[rows], feasible[rows], study.minimize)
+        rank[start + order] = np.arange(1, order.size + 1)
+    return feasible, rank
+
+
+def _best_trades(ds: Dataset, kind: str, study: Study, result: Any):
+    if kind == "optimize" and result.best_params is not None:
+        return simulate_positions(ds, result.best_params, study.config, study.mode,
+                                  study.positions).completed_trades
+    if kind == "grouped" and result.grouped_result is not None:
+        return result.grouped_result.completed_trades
+    return None

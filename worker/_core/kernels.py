@@ -22,25 +22,12 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from .layouts import (  # noqa: F401  (re-exported: kernels and wrappers import them here)
+    BELOW_MIN_SIZE, CAPITAL_METRICS, END_OF_DATA, ENTERED, EXIT_REASONS, MAX_POSITIONS, NO_ENTRY,
+    PER_TRADE_METRICS, SKIP_REASONS, STOP_LOSS, TAKE_PROFIT, TIME_EXIT,
+)
+
 NO_HIT = np.iinfo(np.int64).max
-
-# Exit reasons and skip reasons, as the column order of the count arrays.
-TAKE_PROFIT, STOP_LOSS, TIME_EXIT, END_OF_DATA = 0, 1, 2, 3
-EXIT_REASONS = ("take_profit", "stop_loss", "time_exit", "end_of_data")
-MAX_POSITIONS, NO_ENTRY, BELOW_MIN_SIZE = 0, 1, 2
-SKIP_REASONS = ("max_positions", "no_entry", "below_min_size")
-ENTERED = -1  # record status of a call that opened a position
-
-# Column order of the metric matrices the grid kernels return.
-CAPITAL_METRICS = (
-    "final_capital", "total_return", "trades_executed", "wins", "losses",
-    "win_rate", "trades_skipped", "fees_paid", "profit_factor",
-    "max_drawdown", "avg_hold_min",
-)
-PER_TRADE_METRICS = (
-    "trades", "wins", "losses", "win_rate", "avg_return", "median_return",
-    "total_return", "profit_factor", "avg_r", "total_r", "avg_hold_min",
-)
 
 _BLOCK = 32  # candles tested at once for "could a level be reached here?"
 

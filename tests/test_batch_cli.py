@@ -160,26 +160,22 @@ def test_incomplete_run_warns_exits_3_and_a_rerun_completes(tmp_path, monkeypatc
     import json
 
     import worker._batch.runner as B
-    import worker._run.journal as J
+    import worker._run.chunks as J
     from worker._cli import main
 
     monkeypatch.setattr(J, "CHUNK_EVALUATIONS", 200)   # a few items per chunk: 6 chunks
     monkeypatch.chdir(tmp_path)
     cfg = tmp_path / "c.yaml"
     cfg.write_text(GOOD.replace("run: grouped", "run: optimize"))
-    real = B.local_span_evaluator
+    real = B.ThreadEvaluator
 
-    def failing_evaluator(ds, *args):
-        inner = real(ds, *args)
-
-        async def evaluate_span(job, span):
+    class Failing(real):
+        async def evaluate(self, job, span, **kw):
             if span[0] == 0:
                 raise RuntimeError("injected failure")
-            return await inner(job, span)
+            return await super().evaluate(job, span, **kw)
 
-        return evaluate_span
-
-    monkeypatch.setattr(B, "local_span_evaluator", failing_evaluator)
+    monkeypatch.setattr(B, "ThreadEvaluator", Failing)
     assert main(["run", str(cfg)]) == 3
     out = capsys.readouterr()
     run_dir = tmp_path / "out"
@@ -192,7 +188,7 @@ def test_incomplete_run_warns_exits_3_and_a_rerun_completes(tmp_path, monkeypatc
     assert f"optimizer-worker run {cfg}" in out.out            # how to resume
     assert "incomplete" in out.err.lower()
 
-    monkeypatch.setattr(B, "local_span_evaluator", real)       # the fault is gone: resume
+    monkeypatch.setattr(B, "ThreadEvaluator", real)            # the fault is gone: resume
     assert main(["run", str(cfg)]) == 0
     out = capsys.readouterr()
     assert "1 chunks computed" in out.out and "5 reused" in out.out and "INCOMPLETE" not in out.out

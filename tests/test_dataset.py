@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+import msgspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -15,7 +16,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from protocol import _messages as m
 from worker._core.dataset import Dataset
+from worker._core.validate import DECODED
 from worker._data.files import dataset_from_files, write_dataset_files
 from worker._data.loaders import dataset_from_columnar, dataset_from_rows
 from worker._errors import InvalidDataset, InvalidParams
@@ -259,6 +262,56 @@ def test_seconds_become_rounded_ms():
     assert ds.ts_ms.tolist() == [round(t * 1000) for t in SECONDS]
 
 
+def decoded_rows(rows):
+    """``rows`` as the daemon's decoder hands them over: ``CandleRow`` Structs."""
+    return msgspec.json.decode(msgspec.json.encode(rows), type=dict[str, list[m.CandleRow]])
+
+
+def from_decoded(calls, rows, **kw):
+    """``dataset_from_rows`` inside a request whose params held ``rows``."""
+    token = DECODED.set((rows,))
+    try:
+        return dataset_from_rows(calls, rows, **kw)
+    finally:
+        DECODED.reset(token)
+
+
+@pytest.mark.parametrize("series_key", ["call_id", "mint"])
+def test_decoded_rows_give_the_arrays_dicts_give(series_key):
+    """The daemon's rows (Structs msgspec checked) are read straight into
+    columns; Structs it did not check are read as dicts are."""
+    calls, series = raw_data(seed=11, series_key=series_key)
+    rows = to_rows(series)
+    first = next(v for v in rows.values() if len(v) >= 3)
+    first[0]["volume"] = None   # a null volume is 0.0,
+    first[1]["volume"] = -0.0   # so is -0.0 ("or 0.0"),
+    del first[2]["volume"]      # and a missing one
+    want = dataset_from_rows(calls, rows, series_key=series_key)
+    got = from_decoded(calls, decoded_rows(rows), series_key=series_key)
+    assert_same(want, got)
+    assert not np.signbit(got.volume).any()
+    assert_same(want, dataset_from_rows(calls, decoded_rows(rows), series_key=series_key))
+
+
+def test_decoded_rows_still_name_a_bad_timestamp():
+    calls = [{"id": "a", "caller": "x", "ts_ms": 0}]
+    ok = {"timestamp": 1, "open": 1, "high": 1, "low": 1, "close": 1}
+    rows = decoded_rows({"b": [ok], "a": [ok, {**ok, "timestamp": 1e300}]})
+    with pytest.raises(InvalidParams) as info:
+        from_decoded(calls, rows)
+    assert info.value.path == '$.candles_by_call_id["a"][1].timestamp'
+
+
+def test_candle_row_structs_built_in_python_are_checked():
+    calls = [{"id": "a", "caller": "x", "ts_ms": 0}]
+    good = m.CandleRow(timestamp=1.0, open=1.0, high=1.0, low=1.0, close=1.0)
+    bad = m.CandleRow(timestamp=2.0, open="1", high=1.0, low=1.0, close=1.0)
+    with pytest.raises(InvalidParams) as info:
+        dataset_from_rows(calls, {"a": [good, bad]})
+    assert info.value.path == '$.candles_by_call_id["a"][1].open'
+    assert dataset_from_rows(calls, {"a": [good]}).open.tolist() == [1.0]
+
+
 # ------------------------------------------------------------------ series rules
 
 def bad_case(kind):
@@ -307,10 +360,19 @@ def test_inline_candles_must_be_sorted(tmp_path, source):
 
 @pytest.mark.parametrize("source", ["parquet", "csv"])
 def test_file_candles_are_sorted_then_checked(tmp_path, source):
+    """Candles 2 and 3 of "k2" are swapped in time: sorting moves each whole
+    row (its prices and volume with its timestamp), then the rules pass."""
     calls, series = bad_case("back_ts")
-    series["k2"][5][3] = 0.5  # undo the later break: only the order is off
+    for rows in series.values():  # prices and volumes that tell every candle apart
+        for j, row in enumerate(rows):
+            row[1:] = [10.0 + j, 20.0 + j, 5.0 + j, 15.0 + j, 100.0 + j]
     ds = load(source, calls, series, tmp_path)
-    assert np.all(np.diff(ds.ts_ms[12:18]) > 0)
+    s = ds.series_keys.index("k2")
+    a, b = int(ds.series_offsets[s]), int(ds.series_offsets[s + 1])
+    got = list(zip(ds.ts_ms[a:b].tolist(), *(getattr(ds, c)[a:b].tolist() for c in
+                                            ("open", "high", "low", "close", "volume"))))
+    assert got == sorted(tuple(row) for row in series["k2"])
+    assert [row[1] for row in sorted(series["k2"])] == [10.0, 11.0, 13.0, 12.0, 14.0, 15.0]
 
 
 def test_first_bad_series_is_reported(tmp_path):

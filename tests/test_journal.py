@@ -1,7 +1,7 @@
 """The checkpoint journal (``worker._run.journal``) and checkpointed flows
 (``worker._run.checkpoint``): arrays round-trip bit for bit, a torn last line is
 cut, a different run is refused (-32004), chunk ids are deterministic, an
-interrupted run resumes to exactly ``run_sync``'s result computing exactly
+interrupted run resumes to exactly the library's result computing exactly
 the missing chunks, a failing chunk is isolated (when asked: the batch CLI)
 and retried on resume, or fails the run (the daemon) keeping what finished.
 
@@ -22,15 +22,18 @@ import msgspec
 import numpy as np
 import pytest
 
+import worker._run.chunks as chunks
 import worker._run.journal as J
 from protocol import _messages as m
 from worker import synthetic_dataset
 from worker._core.callers import grouped_eval_flow, optimize_per_caller_flow
 from worker._core.engine import prepare
-from worker._core.jobs import evaluate, run_sync
+from worker._core.jobs import evaluate
 from worker._core.optimize import optimize_flow
 from worker._errors import CheckpointMismatch, InternalError
-from worker._run.checkpoint import run_checkpointed, run_checkpointed_sync
+from worker._run.checkpoint import CheckpointingEvaluator
+from worker._run.drive import drive, drive_sync
+from worker._run.evaluators import Evaluator, InProcessEvaluator, ThreadEvaluator
 from worker._run.journal import (
     ChunkEntry,
     FailedEntry,
@@ -56,7 +59,7 @@ def ds():
 @pytest.fixture(autouse=True)
 def small_chunks(monkeypatch):
     # ~15 items per chunk of a 300-call job, ~180 per chunk of a per-caller job.
-    monkeypatch.setattr(J, "CHUNK_EVALUATIONS", 5_000)
+    monkeypatch.setattr(chunks, "CHUNK_EVALUATIONS", 5_000)
 
 
 def make_flow(kind, ds, **kw):
@@ -80,9 +83,39 @@ def chunk_ids(path) -> list[str]:
     return [d["id"] for d in lines(path) if d["type"] == "chunk"]
 
 
-class Evaluator:
-    """``evaluate_span`` in this process, counting calls; ``fail`` (chunk ids)
-    raise ValueError; ``interrupt(n)`` is called before the (n+1)-th call."""
+def run_sync(ds, flow):
+    """The library's way: in this thread."""
+    return drive_sync(flow, InProcessEvaluator(ds))
+
+
+async def run_checkpointed(flow, journal, evaluator, **options):
+    """``flow`` driven through a ``CheckpointingEvaluator`` around ``evaluator``
+    (an ``Evaluator``, or ``async (job, span) -> arrays``): (result, stats)."""
+    if not isinstance(evaluator, Evaluator):
+        evaluator = Spans(evaluator)
+    run = CheckpointingEvaluator(evaluator, journal, **options)
+    return await drive(flow, run), run.stats
+
+
+def run_checkpointed_sync(ds, flow, journal, **options):
+    """A checkpointed run in this thread, under ``anyio.run`` (``drive_sync``)."""
+    run = CheckpointingEvaluator(InProcessEvaluator(ds), journal, **options)
+    return drive_sync(flow, run), run.stats
+
+
+class Spans(Evaluator):
+    """An evaluator of ``async fn(job, span) -> arrays``."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    async def evaluate(self, job, span, **_):
+        return await self.fn(job, span)
+
+
+class CountingEvaluator(Evaluator):
+    """Spans in this process, counting calls; ``fail`` (chunk ids) raise
+    ValueError; ``interrupt(n)`` is called before the (n+1)-th call."""
 
     def __init__(self, ds, *, fail=(), interrupt=None):
         self.ds, self.fail, self.interrupt = ds, set(fail), interrupt
@@ -91,6 +124,9 @@ class Evaluator:
         self._sweep = None
 
     async def __call__(self, job, span):
+        return await self.evaluate(job, span)
+
+    async def evaluate(self, job, span, **_):
         if self.interrupt is not None:
             await self.interrupt(len(self.calls))
         if not self.jobs or self.jobs[-1] is not job:
@@ -287,7 +323,7 @@ def test_fingerprint_covers_data_and_request_not_volatile_keys(ds):
 
 def test_fingerprint_covers_the_chunk_rule(ds, monkeypatch):
     fp = fingerprint(ds, {"grid": GRID})
-    monkeypatch.setattr(J, "CHUNK_EVALUATIONS", 6_000)
+    monkeypatch.setattr(chunks, "CHUNK_EVALUATIONS", 6_000)
     assert fingerprint(ds, {"grid": GRID}) != fp
 
 
@@ -311,8 +347,8 @@ def test_chunk_spans_are_deterministic(ds, kind, monkeypatch):
     per_item = -(-job.positions.size // job.n_groups) + 16
     assert chunk_items(job) == 5_000 // per_item
     # The real rule: ~32 M evaluations, at most CHUNK_ITEMS items.
-    monkeypatch.setattr(J, "CHUNK_EVALUATIONS", 32_000_000)
-    assert chunk_items(job) == min(J.CHUNK_ITEMS, 32_000_000 // per_item)
+    monkeypatch.setattr(chunks, "CHUNK_EVALUATIONS", 32_000_000)
+    assert chunk_items(job) == min(chunks.CHUNK_ITEMS, 32_000_000 // per_item)
     assert chunk_spans(job) == [(0, job.n_items)]
 
 
@@ -348,14 +384,14 @@ class Crash(BaseException):
 async def test_resume_computes_exactly_the_missing_chunks(tmp_path, ds, kind, how, when):
     want = enc(run_sync(ds, make_flow(kind, ds)))
     with fresh_journal(tmp_path, ds, "ref.jsonl") as j:
-        ref = Evaluator(ds)
+        ref = CountingEvaluator(ds)
         await run_checkpointed(make_flow(kind, ds), j, ref)
     all_ids = chunk_ids(tmp_path / "ref.jsonl")
     total = len(all_ids)
     n = 3 if when == "early" else total - 2
     path = tmp_path / "journal.jsonl"
 
-    first = Evaluator(ds)
+    first = CountingEvaluator(ds)
     if how == "truncate":
         with fresh_journal(tmp_path, ds) as j:
             await run_checkpointed(make_flow(kind, ds), j, first, flush_seconds=0)
@@ -385,7 +421,7 @@ async def test_resume_computes_exactly_the_missing_chunks(tmp_path, ds, kind, ho
     partial_items = sum(b - a for a, b in (d["span"] for d in lines(path)[1:]))
     assert len(partial) == n and len(set(partial)) == n and set(partial) <= set(all_ids)
 
-    resumed = Evaluator(ds)
+    resumed = CountingEvaluator(ds)
     progress, durable = [], []
     with fresh_journal(tmp_path, ds) as j:
         result, st = await run_checkpointed(
@@ -413,7 +449,7 @@ async def test_failing_chunk_is_isolated_then_retried_on_resume(tmp_path, ds):
     best = want.top[0].index
     bad = next(s for s in chunk_spans(job) if s[0] <= best < s[1])
     bad_id = chunk_id(0, bad)
-    failing = Evaluator(ds, fail={bad_id})
+    failing = CountingEvaluator(ds, fail={bad_id})
     with fresh_journal(tmp_path, ds) as j:
         result, st = await run_checkpointed(make_flow("optimize", ds, include_all=False), j,
                                             failing, isolate_failures=True)
@@ -432,7 +468,7 @@ async def test_failing_chunk_is_isolated_then_retried_on_resume(tmp_path, ds):
     assert [p.index for p in result.top] == expect[: len(result.top)] and result.top
     assert result.feasible_count == len(expect) < want.feasible_count
 
-    retry = Evaluator(ds)
+    retry = CountingEvaluator(ds)
     with fresh_journal(tmp_path, ds) as j:
         assert [f["id"] for f in j.failed()] == [bad_id]
         result, st = await run_checkpointed(make_flow("optimize", ds, include_all=False), j,
@@ -457,7 +493,7 @@ async def test_a_failing_chunk_fails_the_run_when_not_isolated_and_a_resume_comp
     spans = chunk_spans(first_job("optimize", ds))
     bad = spans[4]
     bad_id = chunk_id(0, bad)
-    failing = Evaluator(ds, fail={bad_id})
+    failing = CountingEvaluator(ds, fail={bad_id})
     finished: list[str] = []
 
     async def evaluate_span(job, span):
@@ -480,7 +516,7 @@ async def test_a_failing_chunk_fails_the_run_when_not_isolated_and_a_resume_comp
     assert sorted(kept) == sorted(finished)  # every finished chunk, once; nothing else
     assert [r["id"] for r in lines(path) if r["type"] == "failed"] == [bad_id]
 
-    resumed = Evaluator(ds)
+    resumed = CountingEvaluator(ds)
     with fresh_journal(tmp_path, ds) as j:
         assert [f["id"] for f in j.failed()] == [bad_id]
         result, st = await run_checkpointed(make_flow("optimize", ds), j, resumed,
@@ -505,7 +541,7 @@ async def test_flushes_batch_chunks_and_report_durable_progress(tmp_path, ds, fl
         async def on_durable(done, total):  # awaited
             durable.append((done, total))
 
-        result, st = await run_checkpointed(make_flow("grouped", ds), j, Evaluator(ds),
+        result, st = await run_checkpointed(make_flow("grouped", ds), j, CountingEvaluator(ds),
                                             on_durable=on_durable, flush_seconds=flush_seconds)
     assert sum(batches) == st.chunks_total == len(chunk_ids(tmp_path / "journal.jsonl"))
     if flush_seconds == 0:
@@ -541,6 +577,7 @@ async def test_concurrent_chunks_give_the_same_result(tmp_path, ds):
 
 @pytest.mark.anyio
 async def test_on_the_process_pool(tmp_path, ds):
+    from worker._pool.evaluator import PoolEvaluator
     from worker._pool.pool import WorkerPool
     from worker._pool.shm import share_dataset
 
@@ -548,14 +585,11 @@ async def test_on_the_process_pool(tmp_path, ds):
     try:
         sd = shared.dataset
         async with WorkerPool(2, target_span_evaluations=2_000) as pool:
-            def evaluate_span(job, span):
-                return pool.evaluate(shared, "ds", job, span=span)
-
+            on_pool = PoolEvaluator(pool, shared)   # 2 chunks at once: the pool's size
             for kind in ("per_caller", "grouped"):
                 path = tmp_path / f"{kind}.jsonl"
                 with fresh_journal(tmp_path, ds, path.name) as j:
-                    result, st = await run_checkpointed(make_flow(kind, sd), j, evaluate_span,
-                                                        concurrency=2)
+                    result, st = await run_checkpointed(make_flow(kind, sd), j, on_pool)
                 assert enc(result) == enc(run_sync(ds, make_flow(kind, ds)))
                 assert not st.failed and st.chunks_computed == st.chunks_total
                 # The same chunk ids as in-process (they never depend on the pool).
@@ -569,7 +603,8 @@ async def test_on_the_process_pool(tmp_path, ds):
             half = (len(kept) - 1) // 2
             path.write_text("".join(kept[: 1 + half]))
             with fresh_journal(tmp_path, ds, path.name) as j:
-                result, st = await run_checkpointed(make_flow("grouped", sd), j, evaluate_span)
+                result, st = await run_checkpointed(make_flow("grouped", sd), j, on_pool,
+                                                    concurrency=1)
             assert enc(result) == enc(run_sync(ds, make_flow("grouped", ds)))
             assert st.chunks_reused == half and st.chunks_computed == st.chunks_total - half
             assert sorted(chunk_ids(path)) == sorted(chunk_ids(tmp_path / "sync-grouped.jsonl"))
@@ -601,21 +636,22 @@ def test_resumed_grouped_run_after_a_failed_chunk_equals_a_fresh_run(tmp_path, m
     results; after a job-0 chunk failed, job 1 must not be journaled, or a
     resume would reuse results computed over the wrong callers."""
     from worker import synthetic_dataset
-    from worker._core.callers import grouped_eval, grouped_eval_flow
-    from worker._core.jobs import local_span_evaluator, recorded
+    from worker import grouped_eval
+    from worker._core.callers import grouped_eval_flow
+    from worker._core.jobs import recorded
 
-    monkeypatch.setattr(J, "CHUNK_ITEMS", 30)
+    monkeypatch.setattr(chunks, "CHUNK_ITEMS", 30)
     ds = synthetic_dataset(n_calls=300, n_candles=300, seed=1, n_callers=6)
     kw = dict(filter_collapsed=False, filter_extreme=False, grouped_params="optimize")
-    base = local_span_evaluator(ds)
 
-    async def failing(job, span):
-        if job.group_codes is not None and span[0] == 30:
-            raise RuntimeError("simulated crash")
-        return await base(job, span)
+    class Failing(ThreadEvaluator):
+        async def evaluate(self, job, span, **kw):
+            if job.group_codes is not None and span[0] == 30:
+                raise RuntimeError("simulated crash")
+            return await super().evaluate(job, span, **kw)
 
     results = []
-    for evaluate_span in (failing, base):
+    for evaluate_span in (Failing(ds), ThreadEvaluator(ds)):
         journal = J.Journal.open(tmp_path / "journal.jsonl", "fp")
         result, stats = anyio.run(lambda: run_checkpointed(
             recorded(grouped_eval_flow(ds, None, **kw), []), journal, evaluate_span,

@@ -22,6 +22,7 @@ from protocol._messages import ProgressParams, ProgressValue
 from tests._daemon import Daemon, wait_gone
 from worker._daemon.dispatch import Dispatcher, RequestContext
 from worker._daemon.framing import LineReader
+from worker._core import validate
 from worker._errors import InvalidDataset
 
 pytestmark = pytest.mark.anyio
@@ -150,6 +151,7 @@ class Fakes:
         self.thread_saw_cancel: bool | None = None
         self.server_sent: list[bytes] = []  # the test points this at MemorySend.sent
         self.after_response: list[int] = []
+        self.pings: list[Any] = []  # ctx.id of every ping handled
         self.dispatcher = Dispatcher()
         d = self.dispatcher
         d.register("ping", self.ping)
@@ -163,6 +165,7 @@ class Fakes:
         d.register("groupedEval", self.in_thread)
 
     async def ping(self, params, ctx: RequestContext):
+        self.pings.append(ctx.id)
         return {}
 
     async def slow(self, params, ctx: RequestContext):
@@ -251,10 +254,12 @@ async def test_spec_named_params(fakes):
 
 
 async def test_spec_notifications_are_not_answered(fakes):
+    """Not answered, but run: the handler gets both, with no id."""
     responses = await exchange(fakes.dispatcher,
                                b'{"jsonrpc": "2.0", "method": "ping", "params": {}}',
                                b'{"jsonrpc": "2.0", "method": "ping"}')
     assert responses == []
+    assert fakes.pings == [None, None]
 
 
 async def test_spec_non_existent_method(fakes):
@@ -317,6 +322,7 @@ async def test_spec_all_notification_batch_is_not_answered(fakes):
     responses = await exchange(fakes.dispatcher, b'[{"jsonrpc": "2.0", "method": "ping"},'
                                                  b'{"jsonrpc": "2.0", "method": "nope", "params": [7]}]')
     assert responses == []
+    assert fakes.pings == [None]  # run all the same
 
 
 # --- request-object rules ---------------------------------------------------
@@ -445,14 +451,19 @@ async def test_absent_params_decode_as_an_empty_object(fakes):
 
 
 async def test_notification_errors_are_not_answered(fakes):
-    responses = await exchange(
-        fakes.dispatcher,
-        {"jsonrpc": "2.0", "method": "ping", "params": {"zzz": 1}},
-        {"jsonrpc": "2.0", "method": "nope"},
-        {"jsonrpc": "2.0", "method": "stats"},
-        {"jsonrpc": "2.0", "method": "ping", "params": [1]},
-        {"jsonrpc": "2.0", "id": "last", "method": "ping"})
+    with structlog.testing.capture_logs() as logs:
+        responses = await exchange(
+            fakes.dispatcher,
+            {"jsonrpc": "2.0", "method": "ping", "params": {"zzz": 1}},
+            {"jsonrpc": "2.0", "method": "nope"},
+            {"jsonrpc": "2.0", "method": "stats"},
+            {"jsonrpc": "2.0", "method": "ping", "params": [1]},
+            {"jsonrpc": "2.0", "id": "last", "method": "ping"})
     assert responses == [ok("last", {})]
+    # Each one was handled, and failed, all the same.
+    assert sorted((e["id"], e["method"], e["code"]) for e in logs if e["id"] is None) == [
+        (None, "nope", -32601), (None, "ping", -32602), (None, "ping", -32602),
+        (None, "stats", -32603)]
 
 
 # --- handler outcomes ---------------------------------------------------------
@@ -722,17 +733,37 @@ def test_unknown_method_needs_a_params_type():
         Dispatcher().register("frobnicate", Fakes.ping)
 
 
-async def test_decorator_and_explicit_params_type():
+async def test_params_are_decoded_once_for_the_handler_and_its_threads():
+    """What the typed decoder checked is not converted again downstream
+    (``validate.DECODED``), in the handler and in the threads it starts; a
+    later request's params are its own."""
+    dispatcher = Dispatcher()
+
+    async def optimize(params, ctx: RequestContext):
+        grid, config = params.param_grid, params.simulator_config
+        in_thread = await anyio.to_thread.run_sync(lambda: validate.grid(grid) is grid)
+        return [validate.grid(grid) is grid, in_thread,
+                validate.config(config) is config, len(validate.DECODED.get())]
+
+    dispatcher.register("optimize", optimize)
+    params = {"dataset_id": "d", "param_grid": {"tp_mults": [2.0], "sl_mults": [0.9]},
+              "simulator_config": {"initial_capital": 500.0}}
+    responses = await exchange(dispatcher, {"jsonrpc": "2.0", "id": 1, "method": "optimize",
+                                            "params": params})
+    assert responses == [ok(1, [True, True, True, 2])]
+    assert validate.DECODED.get() == ()  # nothing leaks out of the request's task
+
+
+async def test_explicit_params_type():
     dispatcher = Dispatcher()
 
     class Greet(msgspec.Struct, forbid_unknown_fields=True):
         name: str
 
-    @dispatcher.method("greet", params_type=Greet)
     async def greet(params: Greet, ctx: RequestContext):
         return f"hello {params.name}"
 
-    assert "greet" in dispatcher.method_names() and "cancel" in dispatcher.method_names()
+    dispatcher.register("greet", greet, params_type=Greet)
     responses = await exchange(dispatcher, {"jsonrpc": "2.0", "id": 1, "method": "greet",
                                             "params": {"name": "ada"}})
     assert responses == [ok(1, "hello ada")]

@@ -22,13 +22,17 @@ import numba
 import numpy as np
 import pytest
 
-from worker import synthetic_dataset
-from worker._core.callers import grouped_eval, grouped_eval_flow, optimize_per_caller
+from worker import grouped_eval, optimize, optimize_per_caller, synthetic_dataset
+from worker._core.callers import grouped_eval_flow, optimize_per_caller_flow
 from worker._core.engine import grid_levels
-from worker._core.jobs import GridJob, evaluate, run_sync
-from worker._core.optimize import make_study, optimize, optimize_flow
+from worker._core.jobs import GridJob, evaluate
+from worker._core.optimize import make_study, optimize_flow
 from worker._errors import InternalError
-from worker._pool.pool import WorkerPool, cut_spans, run_flow
+from worker._pool.evaluator import PoolEvaluator
+from worker._pool.pool import WorkerPool
+from worker._pool.spans import cut_spans, group_sizes
+from worker._run.drive import drive, drive_sync
+from worker._run.evaluators import InProcessEvaluator
 from worker._pool.shm import (
     SharedDescriptor,
     attach_dataset,
@@ -249,7 +253,7 @@ async def test_pool_equals_in_process(pool, ds, shared, mode, per_caller):
                               on_progress=lambda d, t: progress.append((d, t)))
     assert_same(got, evaluate(ds, job))
     # The job was cut in many spans; progress only grows and reaches every item.
-    sizes = pool._group_sizes(shared, job)
+    sizes = group_sizes(shared, job)
     assert len(cut_spans(sizes, job.levels.n_points, 2, pool.target_span_evaluations)) > 4
     assert progress and progress[-1] == (job.n_items, job.n_items)
     assert all(a[0] < b[0] for a, b in zip(progress, progress[1:]))
@@ -275,7 +279,7 @@ async def test_pool_evaluates_a_span_of_a_job(pool, ds, shared, per_caller):
     job = job_of(ds, per_caller=per_caller)
     want = evaluate(ds, job)
     n = job.n_items
-    sizes = pool._group_sizes(shared, job)
+    sizes = group_sizes(shared, job)
     middle = (n // 3, 2 * n // 3 + 1)
     assert len(cut_spans(sizes, job.levels.n_points, 2, pool.target_span_evaluations,
                          middle)) >= 2  # cut into several spans, like a whole job
@@ -293,19 +297,45 @@ async def test_pool_evaluates_a_span_of_a_job(pool, ds, shared, per_caller):
 
 
 @pytest.mark.anyio
-async def test_flows_on_pool_equal_run_sync(pool, ds, shared):
+async def test_flows_on_pool_equal_the_library(pool, ds, shared):
     sd = shared.dataset
+    on_pool = PoolEvaluator(pool, shared)
     for mode in ("capital", "per_trade"):
-        got = await run_flow(pool, shared, "ds", optimize_flow(sd, mode=mode, include_all=True))
+        got = await drive(optimize_flow(sd, mode=mode, include_all=True), on_pool)
         assert got == optimize(ds, mode=mode, include_all=True)
-        got = await run_flow(pool, shared, "ds", grouped_eval_flow(
-            sd, mode=mode, grouped_params="optimize", filter_collapsed=False))
+        got = await drive(grouped_eval_flow(
+            sd, mode=mode, grouped_params="optimize", filter_collapsed=False), on_pool)
         assert got == grouped_eval(ds, mode=mode, grouped_params="optimize",
                                    filter_collapsed=False)
     want = optimize_per_caller(ds)
-    from worker._core.callers import optimize_per_caller_flow
-    assert await run_flow(pool, shared, "ds", optimize_per_caller_flow(sd)) == want
-    assert run_sync(sd, optimize_per_caller_flow(sd)) == want
+    assert await drive(optimize_per_caller_flow(sd), on_pool) == want
+    assert drive_sync(optimize_per_caller_flow(sd), InProcessEvaluator(sd)) == want
+    assert os.path.exists(shared.path)  # a dataset shared by its owner stays shared
+
+
+@pytest.mark.anyio
+async def test_pool_evaluator_shares_a_plain_dataset_for_its_run_alone(pool, ds, tmp_path):
+    """An inline dataset: shared when the run starts, removed when it ends,
+    also when it fails."""
+    seen: list[str] = []
+    evaluator = PoolEvaluator(pool, ds, shm_dir=str(tmp_path))
+
+    def on_job(job):
+        seen.append(evaluator.shared.path)
+        assert os.path.exists(evaluator.shared.path)
+
+    got = await drive(optimize_flow(ds, include_all=True), evaluator, on_job=on_job)
+    assert got == optimize(ds, include_all=True)
+    assert len(seen) == 1 and not os.path.exists(seen[0]) and evaluator.shared is None
+
+    def boom(job):
+        seen.append(evaluator.shared.path)
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        await drive(optimize_flow(ds), evaluator, on_job=boom)
+    assert len(seen) == 2 and not os.path.exists(seen[1]) and not os.listdir(tmp_path)
+    assert pool.restarts == 0
 
 
 @pytest.mark.anyio

@@ -20,10 +20,13 @@ import pytest
 
 # The same dataset and shared file fixtures as the pool's own tests.
 from tests.test_pool import BIG_GRID, alive, assert_same, ds, job_of, kill_first_server, shared  # noqa: F401
-from worker._core.jobs import evaluate, run_sync
+from worker import optimize
+from worker._core.jobs import evaluate
 from worker._core.optimize import optimize_flow
 from worker._errors import InternalError
-from worker._pool.pool import WorkerPool, run_flow
+from worker._pool.evaluator import PoolEvaluator
+from worker._pool.pool import WorkerPool
+from worker._run.drive import drive
 
 BOUND = 120.0   # seconds: a bound on failure (a hang fails the test), not a sleep
 
@@ -46,7 +49,7 @@ async def test_span_of_a_killed_process_is_retried_and_the_answer_is_exact(ds, s
         assert pool.restarts == 1 and pool.stats()["span_retries"] == 1
         seen.update(killed)
 
-        # A whole flow (the non-checkpointed daemon path) with a kill: run_sync's answer.
+        # A whole flow (the non-checkpointed daemon path) with a kill: the library's answer.
         killed.clear()
         flow_job: list = []
 
@@ -57,10 +60,10 @@ async def test_span_of_a_killed_process_is_retried_and_the_answer_is_exact(ds, s
 
         pool.on_span_start = kill_in_flow
         with anyio.fail_after(BOUND):
-            result = await run_flow(pool, shared, "ds", optimize_flow(shared.dataset, BIG_GRID),
-                                    on_job=flow_job.append)
+            result = await drive(optimize_flow(shared.dataset, BIG_GRID),
+                                 PoolEvaluator(pool, shared), on_job=flow_job.append)
         assert killed and pool.restarts == 2
-        assert result == run_sync(ds, optimize_flow(ds, BIG_GRID))
+        assert result == optimize(ds, BIG_GRID)
         pool.on_span_start = None
         seen.update(killed)
         with anyio.fail_after(BOUND):
@@ -145,15 +148,15 @@ async def test_checkpointed_run_fails_whole_when_a_span_is_lost_twice_then_resum
     """The daemon's checkpointed path (``isolate_failures=False``) on the pool:
     a chunk whose span is killed on every attempt fails the run with -32603
     naming the chunk, the span, the processes and the signal; the journal
-    keeps the chunks that finished, and a resume completes to run_sync's answer."""
+    keeps the chunks that finished, and a resume completes to the library's answer."""
     import json
 
-    import worker._run.journal as J
-    from worker._run.checkpoint import run_checkpointed
+    import worker._run.chunks as J
+    from worker._run.checkpoint import CheckpointingEvaluator
     from worker._run.journal import Journal, fingerprint
 
     monkeypatch.setattr(J, "CHUNK_EVALUATIONS", 5_000)   # ~15 items per chunk: many chunks
-    want = run_sync(ds, optimize_flow(ds, BIG_GRID))
+    want = optimize(ds, BIG_GRID)
     path = tmp_path / "journal.jsonl"
     finished: list[tuple[int, int]] = []
     killed: list[int] = []
@@ -161,10 +164,11 @@ async def test_checkpointed_run_fails_whole_when_a_span_is_lost_twice_then_resum
     async with WorkerPool(2) as pool:
         seen.update(pool.all_pids)
 
-        async def evaluate_span(job, span):
-            arrays = await pool.evaluate(shared, "ds", job, span=span)
-            finished.append(span)
-            return arrays
+        class Recording(PoolEvaluator):
+            async def evaluate(self, job, span, **kw):
+                arrays = await super().evaluate(job, span, **kw)
+                finished.append(span)
+                return arrays
 
         def kill_after_three_chunks(pid, job):
             if len(finished) >= 3:
@@ -174,8 +178,8 @@ async def test_checkpointed_run_fails_whole_when_a_span_is_lost_twice_then_resum
         pool.on_span_start = kill_after_three_chunks
         with Journal.open(path, fingerprint(ds, {"grid": BIG_GRID})) as j:
             with anyio.fail_after(BOUND), pytest.raises(InternalError) as info:
-                await run_checkpointed(optimize_flow(shared.dataset, BIG_GRID), j, evaluate_span,
-                                       concurrency=2, isolate_failures=False)
+                await drive(optimize_flow(shared.dataset, BIG_GRID), CheckpointingEvaluator(
+                    Recording(pool, shared), j, isolate_failures=False))
         pool.on_span_start = None
         err = info.value
         assert err.code == -32603
@@ -195,9 +199,10 @@ async def test_checkpointed_run_fails_whole_when_a_span_is_lost_twice_then_resum
         finished.clear()
         with Journal.open(path, fingerprint(ds, {"grid": BIG_GRID})) as j:
             with anyio.fail_after(BOUND):
-                result, st = await run_checkpointed(optimize_flow(shared.dataset, BIG_GRID), j,
-                                                    evaluate_span, concurrency=2,
-                                                    isolate_failures=False)
+                run = CheckpointingEvaluator(Recording(pool, shared), j, isolate_failures=False)
+                assert run.concurrency == 2  # the pool's size
+                result = await drive(optimize_flow(shared.dataset, BIG_GRID), run)
+                st = run.stats
         assert result == want
         assert st.chunks_reused == len(kept) and st.chunks_computed == st.chunks_total - len(kept)
         assert not set(finished) & set(kept)                  # nothing computed twice

@@ -21,7 +21,8 @@ from worker._report.analyze import NotARunDirectory, analyze, analyze_main
 import worker
 from worker._core.engine import grid_levels
 from worker._core.jobs import GridJob, evaluate
-from worker._core.kernels import CAPITAL_METRICS, EXIT_REASONS, PER_TRADE_METRICS, SKIP_REASONS
+from worker._core.layouts import (CAP_FINAL_CAPITAL, CAPITAL_METRICS, EXIT_REASONS, N_EXITS,
+                                  N_METRICS, N_SKIPS, PER_TRADE_METRICS, SKIP_REASONS)
 from worker._core.optimize import feasible_mask, make_study, rank_order
 from worker._report.plots import heatmaps, hold_label
 from worker._report.report import pearson, results_table, summary_markdown, write_report
@@ -203,11 +204,11 @@ def test_per_trade_table_and_nan_profit_factor_is_null(ds):
         "failed"]
     study = make_study(ds, mode="per_trade")
     levels = grid_levels(study.grid, study.config)
-    metrics = np.ones((levels.n_points, 11))   # default grid: 30 points, hold from the config
+    metrics = np.ones((levels.n_points, N_METRICS))  # default grid: 30 points, hold from the config
     metrics[3, PER_TRADE_METRICS.index("profit_factor")] = np.nan
     n = levels.n_points
     t = results_table(mode="per_trade", params=levels.params, metrics=metrics,
-                      exits=np.zeros((n, 4)), skipped=np.zeros((n, 3)),
+                      exits=np.zeros((n, N_EXITS)), skipped=np.zeros((n, N_SKIPS)),
                       feasible=np.ones(n, bool), rank=np.arange(1, n + 1),
                       failed=np.zeros(n, bool))
     pf = t.column("profit_factor").to_pylist()
@@ -366,13 +367,14 @@ def test_heatmap_colours_follow_the_objective(ds, tmp_path):
     grid = {"tp_mults": [1.5, 2.0, 3.0], "sl_mults": [0.8, 0.9, 0.95], "max_hold_hrs": [4.0]}
     study = make_study(ds, grid=grid)
     levels = grid_levels(study.grid, study.config)
-    metrics = np.zeros((9, 11))
-    metrics[:, 0] = 5_000 + 1_000 * np.arange(9)
+    metrics = np.zeros((9, N_METRICS))
+    metrics[:, CAP_FINAL_CAPITAL] = 5_000 + 1_000 * np.arange(9)
     feasible = np.arange(9) != 4
     rank = np.empty(9, np.int64)
-    rank[rank_order(metrics[:, 0], feasible, False)] = np.arange(1, 10)
+    rank[rank_order(metrics[:, CAP_FINAL_CAPITAL], feasible, False)] = np.arange(1, 10)
     table = results_table(mode="capital", params=levels.params, metrics=metrics,
-                          exits=np.zeros((9, 4)), skipped=np.zeros((9, 3)), feasible=feasible,
+                          exits=np.zeros((9, N_EXITS)), skipped=np.zeros((9, N_SKIPS)),
+                          feasible=feasible,
                           rank=rank, failed=np.zeros(9, bool))
     [path] = heatmaps(table, "final_capital", tmp_path)
     rgb = (read_png(path)[..., :3] * 255).astype(int)
@@ -388,7 +390,7 @@ def test_heatmap_colours_follow_the_objective(ds, tmp_path):
 
 def test_equity_curve_png(optimize_run):
     image = read_png(optimize_run[0] / "plots" / "equity_best.png")
-    assert image.shape[0] > 400 and image.shape[1] > 800
+    # What the pixels show: tests/test_plots.py.
 
 
 # -------------------------------------------------------------------- analyze

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import math
 
+import msgspec
 import pytest
 
 import protocol
 import worker
 from worker import InvalidParams, ResourceLimit
+from worker._core import validate
 
 NAN, INF = math.nan, math.inf
 P = {"tp_mult": 2.0, "sl_mult": 0.9, "max_hold_hrs": 1.0}
@@ -233,6 +235,29 @@ def test_struct_built_in_python_is_still_validated(ds, call, path):
     with pytest.raises(InvalidParams) as excinfo:
         call(ds)
     assert_invalid(excinfo, path)
+
+
+def test_what_the_daemon_decoded_is_validated_once():
+    """A Struct the dispatcher's decoder made (``validate.DECODED``) is taken
+    as it is; an equal one built in Python, or the same one outside that
+    request, is converted (checked) again."""
+    grid, dup = (msgspec.json.decode(raw, type=protocol.ParamGrid) for raw in (
+        b'{"tp_mults": [2.0, 3.0], "sl_mults": [0.9]}',
+        b'{"tp_mults": [2.0, 2.0], "sl_mults": [0.9]}'))
+    token = validate.DECODED.set((grid, dup))
+    try:
+        assert validate.grid(grid) is grid
+        same = protocol.ParamGrid(tp_mults=[2.0, 3.0], sl_mults=[0.9])
+        assert validate.grid(same) is not same and validate.grid(same) == grid
+        with pytest.raises(InvalidParams) as excinfo:  # never trusted: checked
+            validate.grid(protocol.ParamGrid(tp_mults=[2.0, 0.5], sl_mults=[0.9]))
+        assert_invalid(excinfo, "$.param_grid.tp_mults[1]")
+        with pytest.raises(InvalidParams) as excinfo:  # the rules msgspec cannot say still hold
+            validate.grid(dup)
+        assert_invalid(excinfo, "$.param_grid.tp_mults[1]")
+    finally:
+        validate.DECODED.reset(token)
+    assert validate.grid(grid) is not grid
 
 
 def test_valid_structs_are_accepted_like_dicts(ds):

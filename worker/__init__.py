@@ -4,9 +4,8 @@ Public surface: load a dataset, then simulate, optimize, optimize per caller
 or evaluate a group. The daemon and the CLI are built on these.
 """
 
-from ._core.callers import grouped_eval, optimize_per_caller
 from ._core.dataset import Dataset
-from ._core.optimize import optimize, simulate
+from ._core.optimize import simulate
 from ._data.files import dataset_from_files
 from ._data.loaders import dataset_from_columnar, dataset_from_rows
 from ._data.synthetic import synthetic_dataset
@@ -19,6 +18,7 @@ from ._errors import (
     UnknownDataset,
     WorkerError,
 )
+from ._run.library import grouped_eval, optimize, optimize_per_caller
 
 __version__ = "0.1.0"
 

@@ -11,9 +11,8 @@ from ._errors import WorkerError
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from ._core.callers import optimize_per_caller
-    from ._core.optimize import optimize
     from ._data.synthetic import synthetic_dataset
+    from ._run.library import optimize, optimize_per_caller
 
     t0 = time.perf_counter()
     ds = synthetic_dataset(n_calls=args.calls, n_candles=args.candles, seed=args.seed)

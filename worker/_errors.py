@@ -1,8 +1,15 @@
-"""Every error the worker raises on purpose, each carrying its JSON-RPC code.
+"""Every error the worker raises on purpose, each carrying its JSON-RPC code:
+the one registry of the codes of SPEC section 7 (the TypeScript client's
+``ErrorCode`` in ``protocol/typescript/src/errors.ts`` repeats them).
 
 The daemon turns a ``WorkerError`` into an error response with ``code``,
 ``message`` and ``data``; the batch CLI prints ``message``. Anything else
-escaping a handler is a bug and becomes -32603 (internal error).
+escaping a handler is a bug and becomes -32603 (internal error). The
+dispatcher answers with the codes of ``ParseError``, ``InvalidRequest``,
+``MethodNotFound`` and ``RequestCancelled`` itself (``worker._daemon.dispatch``).
+
+``split_msgspec_error`` is the one reader of the JSON path msgspec puts at
+the end of a ``ValidationError``'s message.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ __all__ = [
     "ResourceLimit",
     "CheckpointMismatch",
     "RequestCancelled",
+    "StartupError",
+    "split_msgspec_error",
 ]
 
 
@@ -98,3 +107,19 @@ class CheckpointMismatch(WorkerError):
 
 class RequestCancelled(WorkerError):
     code = -32800
+
+
+class StartupError(WorkerError):
+    """The daemon cannot start as asked: never a response, but exit code 2
+    and the message on stderr (``worker._daemon.server.serve``)."""
+
+
+def split_msgspec_error(exc: BaseException | str) -> tuple[str, str]:
+    """A msgspec ``ValidationError`` (or its message) as ``(message, path)``:
+    msgspec ends the message with `` - at `$.a.b[2]` `` for an error below the
+    root; the path is ``"$"`` when there is none."""
+    text = str(exc)
+    head, sep, tail = text.rpartition(" - at `")
+    if sep and tail.startswith("$") and tail.endswith("`") and "`" not in tail[:-1]:
+        return head, tail[:-1]
+    return text, "$"

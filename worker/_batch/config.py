@@ -13,10 +13,9 @@ import yaml
 
 from protocol import Constraints, Mode, ParamGrid, SimulatorConfig
 
-from .._errors import InvalidParams
+from .._errors import InvalidParams, split_msgspec_error
 
 _STRICT = dict(frozen=True, kw_only=True, forbid_unknown_fields=True)
-_AT = re.compile(r"^(?P<msg>.*?)(?: - at `(?P<path>\$[^`]*)`)?$", re.S)
 
 
 class DemoData(msgspec.Struct, **_STRICT):
@@ -73,14 +72,14 @@ def load_config(path: str | Path) -> tuple[RunConfig, str]:
     try:
         cfg = msgspec.yaml.decode(text.encode(), type=RunConfig)
     except msgspec.ValidationError as exc:
-        raise _located(path, text, str(exc)) from None
+        raise _located(path, text, *split_msgspec_error(exc)) from None
     except msgspec.DecodeError as exc:
         raise InvalidParams(f"{path}: not valid YAML: {exc}", path="$") from None
     data = cfg.data
     given = (data.calls is not None or data.candles is not None, data.demo is not None)
     if given[0] == given[1] or (given[0] and (data.calls is None or data.candles is None)):
         raise _located(path, text, "give data.calls and data.candles (files), or data.demo "
-                                   "(the synthetic dataset), not both - at `$.data`")
+                                   "(the synthetic dataset), not both", "$.data")
     base = path.parent
     resolved = msgspec.structs.replace(
         cfg, output=os.path.normpath(base / cfg.output),
@@ -90,15 +89,13 @@ def load_config(path: str | Path) -> tuple[RunConfig, str]:
     return resolved, text
 
 
-def _located(path: Path, text: str, message: str) -> InvalidParams:
-    match = _AT.match(message)
-    json_path = match.group("path") or "$"
+def _located(path: Path, text: str, message: str, json_path: str) -> InvalidParams:
     unknown = re.search(r"unknown field `([^`]+)`", message)
     # An unknown key is reported on its own line, not its parent's.
     line = (yaml_line(text, f"{json_path}.{unknown.group(1)}", key=True) if unknown
             else yaml_line(text, json_path))
     where = f"{path}, line {line}" if line else str(path)
-    return InvalidParams(f"{where}: {match.group('msg')}", path=json_path)
+    return InvalidParams(f"{where}: {message}", path=json_path)
 
 
 def locate_error(path: Path, text: str, exc: InvalidParams, renames: dict[str, str]) -> InvalidParams:

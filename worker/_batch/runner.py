@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -40,21 +41,23 @@ import msgspec
 
 from .._core.callers import grouped_eval_flow, optimize_per_caller_flow
 from .._core.dataset import Dataset
-from .._core.jobs import Flow, GridJob, local_span_evaluator, recorded
+from .._core.jobs import Flow, recorded
 from .._core.optimize import make_study, optimize_flow, unknown_callers
+from .._core.tunables import EVALS_PER_SECOND
 from .._core.validate import grid_size
 from .._data.files import dataset_from_files
 from .._data.synthetic import synthetic_dataset
 from .._errors import InvalidParams
+from .._pool.evaluator import PoolEvaluator
 from .._pool.pool import WorkerPool
-from .._pool.shm import share_dataset
 from .._report.rundir import finish_run, now, open_run
-from .._run.checkpoint import run_checkpointed
+from .._run.checkpoint import CheckpointingEvaluator, CheckpointStats
+from .._run.drive import drive
+from .._run.evaluators import Evaluator, ThreadEvaluator
 from .._run.journal import Journal
 from .config import RunConfig, load_config, locate_error
 from .progress_bar import ProgressPrinter
 
-_EVALS_PER_SECOND = 20_000_000  # one process, one thread, for --dry-run estimates
 EXIT_INCOMPLETE = 3             # the run finished with failed chunks (module doc)
 
 
@@ -109,7 +112,7 @@ def dry_run(ds: Dataset, cfg: RunConfig, out=sys.stdout) -> None:
               f"grid: {len(cfg.param_grid.tp_mults)} tp x {len(cfg.param_grid.sl_mults)} sl x "
               f"{len(cfg.param_grid.max_hold_hrs or [0])} hold = {points:,} points, "
               f"{evals:,} call x point evaluations\n"
-              f"estimated time: about {max(evals / (_EVALS_PER_SECOND * workers), 0.1):.1f} s "
+              f"estimated time: about {max(evals / (EVALS_PER_SECOND * workers), 0.1):.1f} s "
               f"of grid work on {workers} worker(s), plus the candle scan\n")
 
 
@@ -170,19 +173,17 @@ _CONFIG_KEYS = {"$.calls_path": "$.data.calls", "$.candles_path": "$.data.candle
                 "$.simulator_config": "$.simulator_config", "$.param_grid": "$.param_grid"}
 
 
-async def _execute(ds: Dataset, cfg: RunConfig, journal: Journal, flow: Flow, bar):
-    if cfg.workers == 0:
-        return await run_checkpointed(flow, journal, local_span_evaluator(ds),
-                                      on_progress=bar.update, on_durable=bar.durable,
-                                      isolate_failures=True)
-    shared = await anyio.to_thread.run_sync(share_dataset, ds)
-    try:
-        async with WorkerPool(cfg.workers) as pool:
-            async def evaluate_span(job: GridJob, span: tuple[int, int]):
-                return await pool.evaluate(shared, shared.path, job, span=span)
-
-            return await run_checkpointed(flow, journal, evaluate_span, on_progress=bar.update,
-                                          on_durable=bar.durable, concurrency=cfg.workers,
-                                          isolate_failures=True)
-    finally:
-        shared.close()
+async def _execute(ds: Dataset, cfg: RunConfig, journal: Journal, flow: Flow,
+                   bar: ProgressPrinter) -> tuple[Any, CheckpointStats]:
+    """The run: ``workers`` 0, on worker threads of this process; else on a
+    pool of that many processes (the dataset shared with it for the run).
+    Failed chunks are isolated (module doc)."""
+    async with AsyncExitStack() as stack:
+        if cfg.workers == 0:
+            inner: Evaluator = ThreadEvaluator(ds)
+        else:
+            pool = await stack.enter_async_context(WorkerPool(cfg.workers))
+            inner = PoolEvaluator(pool, ds)
+        evaluator = CheckpointingEvaluator(inner, journal, on_progress=bar.update,
+                                           on_durable=bar.durable, isolate_failures=True)
+        return await drive(flow, evaluator), evaluator.stats

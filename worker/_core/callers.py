@@ -1,4 +1,6 @@
-"""SPEC section 6: per-caller optimization and grouped evaluation.
+"""SPEC section 6: per-caller optimization and grouped evaluation, as flows
+(the library's ``worker.optimize_per_caller`` and ``worker.grouped_eval``
+drive them in this thread: ``worker._run.library``).
 
 Every caller's calls are optimized alone, each from the full initial capital,
 in one kernel call over (caller, grid point) pairs: the candle scan is shared
@@ -17,7 +19,7 @@ from .._errors import InvalidParams
 from . import validate as v
 from .dataset import Dataset
 from .engine import grid_levels
-from .jobs import Flow, GridJob, run_sync
+from .jobs import Flow, GridJob
 from .metrics import to_metrics
 from .optimize import Study, best_of, job_score, make_study, simulate_positions
 from .validate import grid_size
@@ -127,13 +129,3 @@ def _best_params_flow(study: Study, positions: np.ndarray) -> Flow[Params | None
                                   score=job_score(study))
     _, _, best = best_of(study, metrics)
     return None if best is None else levels.params[best]
-
-
-def optimize_per_caller(ds: Dataset, grid: Any = None, **kwargs: Any) -> PerCallerResult:
-    """``optimize_per_caller_flow`` evaluated in this process."""
-    return run_sync(ds, optimize_per_caller_flow(ds, grid, **kwargs))
-
-
-def grouped_eval(ds: Dataset, grid: Any = None, **kwargs: Any) -> GroupedResult:
-    """``grouped_eval_flow`` evaluated in this process."""
-    return run_sync(ds, grouped_eval_flow(ds, grid, **kwargs))

@@ -17,7 +17,28 @@ from protocol import ParamGrid, Params, SimulatorConfig
 
 from .dataset import Dataset
 from .kernels import exit_levels_nb
-from .sweeps import CFG_FIELDS, capital_run_nb, grid_nb, per_trade_run_nb
+from .layouts import (
+    CALL_ALERT_TS,
+    CALL_ENTRY_PX,
+    CALL_ENTRY_TS,
+    CALL_EOD_PX,
+    CALL_EOD_TS,
+    CFG_FIELDS,
+    HIT_HOLD_PX,
+    HIT_HOLD_TS,
+    HIT_SL_TS,
+    HIT_TP_TS,
+    N_CALL_ROWS,
+    N_EXITS,
+    N_METRICS,
+    N_POINT_LEVELS,
+    N_REC_FIELDS,
+    N_SKIPS,
+    POINT_HOLD,
+    POINT_SL,
+    POINT_TP,
+)
+from .sweeps import capital_run_nb, grid_nb, per_trade_run_nb
 
 _MS_PER_HOUR = 3_600_000
 # A hold this long can never be reached: every time in a dataset is within
@@ -43,7 +64,7 @@ class GridLevels:
     tp: np.ndarray          # ascending
     sl: np.ndarray          # descending: the highest stop is reached first
     hold_ms: np.ndarray     # ascending, int64
-    points: np.ndarray      # int64 [P, 3]: level indices of each grid point
+    points: np.ndarray      # int64 [P, N_POINT_LEVELS]: level indices (POINT_* columns)
     params: list[Params]    # grid order
 
     @property
@@ -60,13 +81,13 @@ def grid_levels(grid: ParamGrid, config: SimulatorConfig) -> GridLevels:
     tp_at = {v: i for i, v in enumerate(tp.tolist())}
     sl_at = {v: i for i, v in enumerate(sl.tolist())}
     ms_at = {v: i for i, v in enumerate(ms.tolist())}
-    points, params = [], []
-    for t in grid.tp_mults:
-        for s in grid.sl_mults:
-            for h in holds:
-                points.append((tp_at[t], sl_at[s], ms_at[hold_ms(h)]))
-                params.append(Params(tp_mult=t, sl_mult=s, max_hold_hrs=h))
-    return GridLevels(tp, sl, ms, np.array(points, np.int64).reshape(-1, 3), params)
+    params = [Params(tp_mult=t, sl_mult=s, max_hold_hrs=h)
+              for t in grid.tp_mults for s in grid.sl_mults for h in holds]
+    points = np.empty((len(params), N_POINT_LEVELS), np.int64)
+    points[:, POINT_TP] = [tp_at[p.tp_mult] for p in params]
+    points[:, POINT_SL] = [sl_at[p.sl_mult] for p in params]
+    points[:, POINT_HOLD] = [ms_at[hold_ms(p.max_hold_hrs)] for p in params]
+    return GridLevels(tp, sl, ms, points, params)
 
 
 def single_levels(p: Params, config: SimulatorConfig) -> GridLevels:
@@ -91,9 +112,9 @@ class SweepInput:
     """The participating calls in sweep order, with their first-hit times."""
 
     positions: np.ndarray   # request positions, in sweep order
-    calls: np.ndarray       # float64 [5, n]: alert ts, entry px, entry ts, eod ts, eod px
+    calls: np.ndarray       # float64 [N_CALL_ROWS, n]: the CALL_* rows
     levels: GridLevels
-    hits: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # tp_ts, sl_ts, hold_ts, hold_px
+    hits: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # exit_levels_nb's, HIT_* order
 
 
 def prepare(ds: Dataset, levels: GridLevels, positions: np.ndarray | None = None) -> SweepInput:
@@ -107,12 +128,12 @@ def prepare(ds: Dataset, levels: GridLevels, positions: np.ndarray | None = None
     entry = ds.entry_idx[order]
     end = ds.series_end[order]
     has = entry >= 0
-    calls = np.zeros((5, order.size), np.float64)
-    calls[0] = ds.call_ts_ms[order]
-    calls[1, has] = ds.close[entry[has]]
-    calls[2, has] = ds.ts_ms[entry[has]]
-    calls[3, has] = ds.ts_ms[end[has]]
-    calls[4, has] = ds.close[end[has]]
+    calls = np.zeros((N_CALL_ROWS, order.size), np.float64)
+    calls[CALL_ALERT_TS] = ds.call_ts_ms[order]
+    calls[CALL_ENTRY_PX, has] = ds.close[entry[has]]
+    calls[CALL_ENTRY_TS, has] = ds.ts_ms[entry[has]]
+    calls[CALL_EOD_TS, has] = ds.ts_ms[end[has]]
+    calls[CALL_EOD_PX, has] = ds.close[end[has]]
     hits = exit_levels_nb(ds.ts_ms, ds.high, ds.low, ds.close, entry, end,
                           levels.tp, levels.sl, levels.hold_ms)
     return SweepInput(order, calls, levels, hits)
@@ -131,8 +152,9 @@ def group_rows(groups: list[np.ndarray] | None, n: int) -> tuple[np.ndarray, np.
 
 def run_grid(sweep: SweepInput, groups: list[np.ndarray] | None, config: SimulatorConfig,
              mode: str, span: tuple[int, int] | None = None):
-    """Metrics ``[W, 11]``, exits ``[W, 4]``, skips ``[W, 3]`` for the work
-    items ``span`` (default: all) of the flat (group, grid point) range.
+    """Metrics ``[W, N_METRICS]``, exits ``[W, N_EXITS]``, skips ``[W, N_SKIPS]``
+    (``layouts.RESULT_*``) for the work items ``span`` (default: all) of the
+    flat (group, grid point) range.
 
     ``groups`` are index arrays into the sweep order (ascending); None is one
     group of every call. Item ``g * n_points + p`` is group ``g``, point ``p``.
@@ -147,16 +169,17 @@ def run_grid(sweep: SweepInput, groups: list[np.ndarray] | None, config: Simulat
 
 
 def run_one(sweep: SweepInput, rows: np.ndarray, config: SimulatorConfig, mode: str):
-    """One run of the single point of ``sweep.levels`` over sweep rows ``rows``,
-    with per-call records ``[len(rows), 6]`` (see ``capital_run_nb``)."""
+    """One run of the first (single) point of ``sweep.levels`` over sweep rows
+    ``rows``, with per-call records ``[len(rows), N_REC_FIELDS]`` (``REC_*``)."""
     lv = sweep.levels
-    metrics = np.empty(11, np.float64)
-    exits = np.zeros(4, np.int64)
-    skipped = np.zeros(3, np.int64)
-    rec = np.zeros((rows.size, 6), np.float64)
+    metrics = np.empty(N_METRICS, np.float64)
+    exits = np.zeros(N_EXITS, np.int64)
+    skipped = np.zeros(N_SKIPS, np.int64)
+    rec = np.zeros((rows.size, N_REC_FIELDS), np.float64)
     run = per_trade_run_nb if mode == "per_trade" else capital_run_nb
-    tp_ts, sl_ts, hold_ts, hold_px = sweep.hits
-    run(sweep.calls, rows.astype(np.int64), tp_ts[0], sl_ts[0], hold_ts[0], hold_px[0],
-        lv.tp[0], lv.sl[0], config_array(config), max_open(config), config.intrabar == "sl_first",
-        metrics, exits, skipped, rec)
+    hits = sweep.hits
+    k, m, h = (int(lv.points[0, c]) for c in (POINT_TP, POINT_SL, POINT_HOLD))
+    run(sweep.calls, rows.astype(np.int64), hits[HIT_TP_TS][k], hits[HIT_SL_TS][m],
+        hits[HIT_HOLD_TS][h], hits[HIT_HOLD_PX][h], lv.tp[k], lv.sl[m], config_array(config),
+        max_open(config), config.intrabar == "sl_first", metrics, exits, skipped, rec)
     return metrics, exits, skipped, rec

@@ -2,7 +2,8 @@
 
 The meaning of every kernel is the plain-loop reference in
 ``tests/reference/`` (SPEC sections 2-4); the Python wrappers in
-``_engine.py`` validate, sort and shape their inputs.
+``engine`` validate, sort and shape their inputs; ``layouts`` names what
+their rows and columns mean.
 
 The idea that makes a grid cheap: a call's exit depends on a grid point only
 through its TP level, SL level and hold. ``exit_levels_nb`` makes one pass over
@@ -22,10 +23,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from .layouts import (  # noqa: F401  (re-exported: kernels and wrappers import them here)
-    BELOW_MIN_SIZE, CAPITAL_METRICS, END_OF_DATA, ENTERED, EXIT_REASONS, MAX_POSITIONS, NO_ENTRY,
-    PER_TRADE_METRICS, SKIP_REASONS, STOP_LOSS, TAKE_PROFIT, TIME_EXIT,
-)
+from .layouts import END_OF_DATA, STOP_LOSS, TAKE_PROFIT, TIME_EXIT
 
 NO_HIT = np.iinfo(np.int64).max
 
@@ -44,8 +42,8 @@ def exit_levels_nb(ts, high, low, close, entry_idx, series_end,
     hit, or the longest hold reached. Calls without entry keep NO_HIT.
 
     Returns ``tp_ts[n_tp, n]``, ``sl_ts[n_sl, n]``, ``hold_ts[n_hold, n]``,
-    ``hold_px[n_hold, n]`` (close of the hold candle), level-major so a grid
-    point's sweep reads contiguous memory. Reference:
+    ``hold_px[n_hold, n]`` (close of the hold candle), in ``layouts.HITS``
+    order, level-major so a grid point's sweep reads contiguous memory. Reference:
     ``tests.reference.simulator.simulate_capital`` (the exit rule).
     """
     n = entry_idx.shape[0]

@@ -5,13 +5,31 @@ columns mean. Everything else (metric names in results, journal columns,
 report columns, array widths and dtypes) derives from the names here, so a
 new metric, exit reason or config field is added in one place.
 
-Result arrays of a grid job (``Results``): one row per work item
+Kernel inputs (built in ``engine``):
+
+- ``calls``: float64 ``[N_CALL_ROWS, n]``, one column per call in sweep
+  order, rows ``CALL_*`` (times as float64: exact below 2**53);
+- ``cfg``: float64 ``[N_CFG]``, the config's real numbers by ``CFG_FIELDS``
+  (read through ``CFG_*``; ``max_open`` travels as an int64 of its own);
+- ``points``: int64 ``[P, N_POINT_LEVELS]``, a grid point's level indices,
+  columns ``POINT_*``;
+- ``hits``: the arrays ``exit_levels_nb`` returns, in ``HITS`` order
+  (``HIT_*``), each level-major ``[levels, n]``.
+
+Kernel outputs: per-call records ``rec``, float64 ``[n, N_REC_FIELDS]``,
+columns ``REC_*`` (status: ``ENTERED`` or the skip reason code), and the
+result arrays of a grid job (``Results``), one row per work item
 (``g * n_points + p``: caller group ``g``, grid point ``p``):
 
-- ``metrics``: float64 ``[items, N_METRICS]``, columns ``CAPITAL_METRICS`` or
-  ``PER_TRADE_METRICS`` by mode (one matrix serves both: same width);
+- ``metrics``: float64 ``[items, N_METRICS]``, columns ``CAPITAL_METRICS``
+  (``CAP_*``) or ``PER_TRADE_METRICS`` (``PT_*``) by mode (one width);
 - ``exits``: int64 ``[items, N_EXITS]``, counts by ``EXIT_REASONS``;
 - ``skipped``: int64 ``[items, N_SKIPS]``, counts by ``SKIP_REASONS``.
+
+The int constants are compile-time constants of the Numba kernels that use
+them. Numba's on-disk cache checks only a kernel's own source file, so after
+an edit here delete ``worker/_core/__pycache__/*.nb[ci]`` (or touch
+``kernels.py`` and ``sweeps.py``) before ``optimizer-worker warm``.
 """
 
 from __future__ import annotations
@@ -27,6 +45,9 @@ EXIT_REASONS = ("take_profit", "stop_loss", "time_exit", "end_of_data")
 MAX_POSITIONS, NO_ENTRY, BELOW_MIN_SIZE = 0, 1, 2
 SKIP_REASONS = ("max_positions", "no_entry", "below_min_size")
 ENTERED = -1  # record status of a call that opened a position
+# The skip reasons a mode reports: per-trade mode has no account, so
+# ``no_entry`` is its only one (SPEC 3).
+MODE_SKIP_REASONS = {"capital": SKIP_REASONS, "per_trade": ("no_entry",)}
 
 # ---------------------------------------------------------------- metrics
 
@@ -41,12 +62,62 @@ PER_TRADE_METRICS = (
     "total_return", "profit_factor", "avg_r", "total_r", "avg_hold_min",
 )
 METRICS = {"capital": CAPITAL_METRICS, "per_trade": PER_TRADE_METRICS}
+# Metrics that are counts (integers in results and reports).
+COUNT_METRICS = frozenset({"trades_executed", "wins", "losses", "trades_skipped", "trades"})
+# The metric that counts a run's trades, by mode.
+TRADES_METRIC = {"capital": "trades_executed", "per_trade": "trades"}
+DEFAULT_OBJECTIVE = {"capital": "final_capital", "per_trade": "avg_return"}
+
+# Column indices, for the kernels: ``CAP_<NAME>`` / ``PT_<NAME>`` is the
+# column of metric ``<name>`` (checked against the tuples below).
+(CAP_FINAL_CAPITAL, CAP_TOTAL_RETURN, CAP_TRADES_EXECUTED, CAP_WINS, CAP_LOSSES,
+ CAP_WIN_RATE, CAP_TRADES_SKIPPED, CAP_FEES_PAID, CAP_PROFIT_FACTOR,
+ CAP_MAX_DRAWDOWN, CAP_AVG_HOLD_MIN) = range(len(CAPITAL_METRICS))
+(PT_TRADES, PT_WINS, PT_LOSSES, PT_WIN_RATE, PT_AVG_RETURN, PT_MEDIAN_RETURN,
+ PT_TOTAL_RETURN, PT_PROFIT_FACTOR, PT_AVG_R, PT_TOTAL_R,
+ PT_AVG_HOLD_MIN) = range(len(PER_TRADE_METRICS))
 
 N_METRICS = len(CAPITAL_METRICS)
 N_EXITS = len(EXIT_REASONS)
 N_SKIPS = len(SKIP_REASONS)
-if len(PER_TRADE_METRICS) != N_METRICS:  # pragma: no cover - a layout edit gone wrong
-    raise ImportError("capital and per-trade metric rows must have one width")
+
+# ---------------------------------------------------------------- kernel inputs
+
+# Rows of ``calls`` (one column per call, sweep order): alert time, entry
+# price (0: no entry), entry time, end-of-data time and close (the series'
+# last candle).
+CALL_ROWS = ("alert_ts", "entry_px", "entry_ts", "eod_ts", "eod_px")
+CALL_ALERT_TS, CALL_ENTRY_PX, CALL_ENTRY_TS, CALL_EOD_TS, CALL_EOD_PX = range(len(CALL_ROWS))
+N_CALL_ROWS = len(CALL_ROWS)
+
+# ``cfg``: the simulator config's real numbers, by field name.
+CFG_FIELDS = (
+    "initial_capital", "max_allocation_pct", "max_risk_per_trade",
+    "min_executable_size", "taker_fee_bps", "slippage_bps",
+)
+(CFG_INITIAL_CAPITAL, CFG_MAX_ALLOCATION_PCT, CFG_MAX_RISK_PER_TRADE,
+ CFG_MIN_EXECUTABLE_SIZE, CFG_TAKER_FEE_BPS, CFG_SLIPPAGE_BPS) = range(len(CFG_FIELDS))
+N_CFG = len(CFG_FIELDS)
+
+# Columns of ``points``: indices into the ascending TP levels, the
+# descending SL levels and the ascending hold levels.
+POINT_LEVELS = ("tp", "sl", "hold")
+POINT_TP, POINT_SL, POINT_HOLD = range(len(POINT_LEVELS))
+N_POINT_LEVELS = len(POINT_LEVELS)
+
+# What ``exit_levels_nb`` returns, in order: first-hit times of the TP, SL
+# and hold levels, and the close of the hold candle.
+HITS = ("tp_ts", "sl_ts", "hold_ts", "hold_px")
+HIT_TP_TS, HIT_SL_TS, HIT_HOLD_TS, HIT_HOLD_PX = range(len(HITS))
+
+# ---------------------------------------------------------------- per-call records
+
+# Columns of ``rec``: status (ENTERED or a skip reason code), size (1 in
+# per-trade mode), pnl (the return in per-trade mode), exit time, exit price
+# and exit reason code; only the status is written for a skipped call.
+REC_FIELDS = ("status", "size", "pnl", "exit_ts", "exit_px", "exit_reason")
+REC_STATUS, REC_SIZE, REC_PNL, REC_EXIT_TS, REC_EXIT_PX, REC_EXIT_REASON = range(len(REC_FIELDS))
+N_REC_FIELDS = len(REC_FIELDS)
 
 # ---------------------------------------------------------------- result arrays
 
@@ -66,4 +137,36 @@ def concat_results(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
     """Result arrays of consecutive spans as one (no parts: zero rows)."""
     if not parts:
         return empty_results(0)
-    return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))  # type: ignore[return-value]
+    return tuple(np.concatenate([p[i] for p in parts]) for i in range(len(RESULT_NAMES)))  # type: ignore[return-value]
+
+
+# ---------------------------------------------------------------- self-check
+
+# Prefix of the index constants -> the names they index (reason codes: no prefix).
+NAMED_INDICES = {"CAP_": CAPITAL_METRICS, "PT_": PER_TRADE_METRICS, "CALL_": CALL_ROWS,
+                 "CFG_": CFG_FIELDS, "POINT_": POINT_LEVELS, "HIT_": HITS, "REC_": REC_FIELDS}
+
+
+def _check() -> None:
+    """Every ``<PREFIX><NAME>`` constant is the position of ``<name>`` in its
+    tuple: a name added to one and not the other fails at import."""
+    g = globals()
+    for prefix, names in NAMED_INDICES.items():
+        for i, name in enumerate(names):
+            if g.get(prefix + name.upper()) != i:  # pragma: no cover - a layout edit gone wrong
+                raise ImportError(f"layouts: {prefix}{name.upper()} is not {i}")
+    if len(PER_TRADE_METRICS) != N_METRICS:  # pragma: no cover
+        raise ImportError("capital and per-trade metric rows must have one width")
+    for names in (EXIT_REASONS, SKIP_REASONS):
+        for i, name in enumerate(names):
+            if g.get(name.upper()) != i:  # pragma: no cover
+                raise ImportError(f"layouts: {name.upper()} is not {i}")
+    for mode, names in METRICS.items():
+        if (TRADES_METRIC[mode] not in names or DEFAULT_OBJECTIVE[mode] not in names
+                or not set(MODE_SKIP_REASONS[mode]) <= set(SKIP_REASONS)):  # pragma: no cover
+            raise ImportError(f"layouts: {mode} names out of step")
+    if not COUNT_METRICS <= set(CAPITAL_METRICS) | set(PER_TRADE_METRICS):  # pragma: no cover
+        raise ImportError("layouts: a count metric that no mode has")
+
+
+_check()

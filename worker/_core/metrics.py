@@ -1,4 +1,5 @@
-"""Kernel output rows -> SPEC section 4 metric Structs and trade records."""
+"""Kernel output rows -> SPEC section 4 metric Structs and trade records
+(the rows' layouts: ``layouts``)."""
 
 from __future__ import annotations
 
@@ -9,15 +10,30 @@ import numpy as np
 from protocol import CapitalMetrics, Metrics, PerTradeMetrics, TradeRecord
 
 from .dataset import Dataset
-from .kernels import CAPITAL_METRICS, ENTERED, EXIT_REASONS, PER_TRADE_METRICS, SKIP_REASONS
+from .layouts import (
+    CALL_ENTRY_PX,
+    CALL_ENTRY_TS,
+    COUNT_METRICS,
+    ENTERED,
+    EXIT_REASONS,
+    METRICS,
+    MODE_SKIP_REASONS,
+    REC_EXIT_PX,
+    REC_EXIT_REASON,
+    REC_EXIT_TS,
+    REC_PNL,
+    REC_SIZE,
+    REC_STATUS,
+    SKIP_REASONS,
+)
 
-_COUNTS = {"trades_executed", "wins", "losses", "trades_skipped", "trades"}
+_STRUCTS = {"capital": CapitalMetrics, "per_trade": PerTradeMetrics}
 
 
 def _fields(names: tuple[str, ...], row: np.ndarray) -> dict:
     out = {}
     for name, value in zip(names, row.tolist()):
-        if name in _COUNTS:
+        if name in COUNT_METRICS:
             out[name] = int(value)
         elif math.isnan(value):
             out[name] = None  # profit_factor with no losing trade
@@ -29,34 +45,31 @@ def _fields(names: tuple[str, ...], row: np.ndarray) -> dict:
 def to_metrics(mode: str, row: np.ndarray, exits: np.ndarray, skipped: np.ndarray,
                trades: list[TradeRecord] | None = None) -> Metrics:
     exits_d = dict(zip(EXIT_REASONS, (int(x) for x in exits)))
+    skipped_d = {r: int(skipped[SKIP_REASONS.index(r)]) for r in MODE_SKIP_REASONS[mode]}
     extra = {} if trades is None else {"completed_trades": trades}
-    if mode == "per_trade":
-        return PerTradeMetrics(**_fields(PER_TRADE_METRICS, row), exits=exits_d,
-                               skipped={"no_entry": int(skipped[1])}, **extra)
-    skipped_d = dict(zip(SKIP_REASONS, (int(x) for x in skipped)))
-    return CapitalMetrics(**_fields(CAPITAL_METRICS, row), exits=exits_d,
-                          skipped=skipped_d, **extra)
+    return _STRUCTS[mode](**_fields(METRICS[mode], row), exits=exits_d, skipped=skipped_d,
+                          **extra)
 
 
 def trade_records(ds: Dataset, positions: np.ndarray, calls: np.ndarray,
                   rows: np.ndarray, rec: np.ndarray) -> list[TradeRecord]:
     """Records of the entered calls, in opening order (= sweep order)."""
     out = []
-    for r in np.flatnonzero(rec[:, 0] == ENTERED).tolist():
+    for r in np.flatnonzero(rec[:, REC_STATUS] == ENTERED).tolist():
         i = int(rows[r])
         pos = int(positions[i])
-        entry_px = float(calls[1, i])
-        exit_px = float(rec[r, 4])
+        entry_px = float(calls[CALL_ENTRY_PX, i])
+        exit_px = float(rec[r, REC_EXIT_PX])
         out.append(TradeRecord(
             call_id=ds.call_ids[pos],
             caller=ds.caller_names[int(ds.call_caller[pos])],
-            entry_ts_ms=int(calls[2, i]),
-            exit_ts_ms=int(rec[r, 3]),
+            entry_ts_ms=int(calls[CALL_ENTRY_TS, i]),
+            exit_ts_ms=int(rec[r, REC_EXIT_TS]),
             entry_px=entry_px,
             exit_px=exit_px,
-            size=float(rec[r, 1]),
-            pnl=float(rec[r, 2]),
-            exit_reason=EXIT_REASONS[int(rec[r, 5])],
+            size=float(rec[r, REC_SIZE]),
+            pnl=float(rec[r, REC_PNL]),
+            exit_reason=EXIT_REASONS[int(rec[r, REC_EXIT_REASON])],
             exit_mult=exit_px / entry_px,
         ))
     return out

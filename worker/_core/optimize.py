@@ -1,8 +1,9 @@
-"""The operations of SPEC sections 2-6 on a loaded dataset: simulate,
-optimize, per-caller optimization and grouped evaluation.
+"""The operations of SPEC sections 2-5 on a loaded dataset: simulate, and
+optimize as a flow (``optimize_flow``; the library's ``worker.optimize``
+drives it in this thread: ``worker._run.library``).
 
-Each public function validates its inputs (errors name the JSON path of the
-bad field), scans the candles once for the grid's distinct levels, runs every
+Each operation validates its inputs (errors name the JSON path of the bad
+field), scans the candles once for the grid's distinct levels, runs every
 grid point in one parallel kernel call, then ranks in numpy.
 """
 
@@ -27,12 +28,9 @@ from .._errors import InvalidParams
 from . import validate as v
 from .dataset import Dataset
 from .engine import GridLevels, grid_levels, prepare, run_one, single_levels
-from .jobs import Flow, GridJob, JobScore, run_sync
-from .kernels import CAPITAL_METRICS, PER_TRADE_METRICS
+from .jobs import Flow, GridJob, JobScore
+from .layouts import METRICS, TRADES_METRIC
 from .metrics import to_metrics, trade_records
-
-_COLUMNS = {"capital": CAPITAL_METRICS, "per_trade": PER_TRADE_METRICS}
-_TRADES = {"capital": "trades_executed", "per_trade": "trades"}
 
 
 @dataclass(frozen=True)
@@ -48,7 +46,7 @@ class Study:
     positions: np.ndarray  # request positions of the participating calls
 
     def column(self, name: str) -> int:
-        return _COLUMNS[self.mode].index(name)
+        return METRICS[self.mode].index(name)
 
 
 def make_study(ds: Dataset, *, grid: Any = None, config: Any = None, mode: Any = None,
@@ -93,12 +91,12 @@ def unknown_callers(ds: Dataset, caller_groups: Any) -> list[str]:
 
 
 def feasible_mask(study: Study, metrics: np.ndarray) -> np.ndarray:
-    """Feasibility of each row of ``metrics`` (``[..., 11]``)."""
+    """Feasibility of each row of ``metrics`` (``[..., N_METRICS]``)."""
     c = study.constraints
     # A row of a failed chunk (worker._run.checkpoint) has NaN metrics: never feasible.
-    ok = ~np.isnan(metrics[..., study.column(_TRADES[study.mode])])
+    ok = ~np.isnan(metrics[..., study.column(TRADES_METRIC[study.mode])])
     if c.min_trades is not None:
-        ok &= metrics[..., study.column(_TRADES[study.mode])] >= c.min_trades
+        ok &= metrics[..., study.column(TRADES_METRIC[study.mode])] >= c.min_trades
     if c.max_drawdown is not None:
         ok &= metrics[..., study.column("max_drawdown")] <= c.max_drawdown
     if c.min_win_rate is not None:
@@ -169,12 +167,7 @@ def optimize_flow(ds: Dataset, grid: Any = None, *, top_k: int = 10, include_all
 
 def _evaluated(study: Study, metrics: np.ndarray) -> np.ndarray:
     """Grid indices of the points that have metrics (not in a failed chunk)."""
-    return np.flatnonzero(~np.isnan(metrics[:, study.column(_TRADES[study.mode])]))
-
-
-def optimize(ds: Dataset, grid: Any = None, **kwargs: Any) -> OptimizeResult:
-    """``optimize_flow`` evaluated in this process."""
-    return run_sync(ds, optimize_flow(ds, grid, **kwargs))
+    return np.flatnonzero(~np.isnan(metrics[:, study.column(TRADES_METRIC[study.mode])]))
 
 
 def simulate(ds: Dataset, params: Any, *, config: Any = None, mode: Any = None,

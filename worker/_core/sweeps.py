@@ -5,12 +5,14 @@ Inputs are the outputs of ``exit_levels_nb`` plus per-call arrays, all in
 touches only the calls listed in ``sel[group_offsets[g]:group_offsets[g+1]]``,
 so per-caller optimization is one kernel call over (group, grid point) pairs.
 
-``cfg`` packs the simulator config's real numbers as float64, in the order of
-``CFG_FIELDS`` (read through the ``CFG_*`` indices); ``max_open``, the one
-integer, travels as an int64 of its own so that no value of it is rounded or
-wrapped on the way (a float64 holds integers exactly only below 2**53).
-Kernels take and return only arrays and scalars; see ``_engine.py`` for the
-wrappers. References: ``tests.reference.simulator.simulate_capital`` and
+Every array's rows and columns are named in ``layouts``: ``calls`` rows
+``CALL_*``, ``cfg`` (the simulator config's real numbers as float64)
+``CFG_*``, grid points ``POINT_*``, per-call records ``REC_*``, metric
+columns ``CAP_*`` / ``PT_*``. ``max_open``, the one integer of the config,
+travels as an int64 of its own so that no value of it is rounded or wrapped
+on the way (a float64 holds integers exactly only below 2**53). Kernels take
+and return only arrays and scalars; see ``engine`` for the wrappers.
+References: ``tests.reference.simulator.simulate_capital`` and
 ``simulate_per_trade``.
 """
 
@@ -19,26 +21,59 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from .kernels import (
+from .kernels import _resolve_exit_nb, heap_pop_nb, heap_push_nb
+from .layouts import (
     BELOW_MIN_SIZE,
-    CAPITAL_METRICS,
+    CALL_ALERT_TS,
+    CALL_ENTRY_PX,
+    CALL_ENTRY_TS,
+    CALL_EOD_PX,
+    CALL_EOD_TS,
+    CAP_AVG_HOLD_MIN,
+    CAP_FEES_PAID,
+    CAP_FINAL_CAPITAL,
+    CAP_LOSSES,
+    CAP_MAX_DRAWDOWN,
+    CAP_PROFIT_FACTOR,
+    CAP_TOTAL_RETURN,
+    CAP_TRADES_EXECUTED,
+    CAP_TRADES_SKIPPED,
+    CAP_WIN_RATE,
+    CAP_WINS,
+    CFG_INITIAL_CAPITAL,
+    CFG_MAX_ALLOCATION_PCT,
+    CFG_MAX_RISK_PER_TRADE,
+    CFG_MIN_EXECUTABLE_SIZE,
+    CFG_SLIPPAGE_BPS,
+    CFG_TAKER_FEE_BPS,
     ENTERED,
     MAX_POSITIONS,
+    N_EXITS,
+    N_METRICS,
+    N_REC_FIELDS,
+    N_SKIPS,
     NO_ENTRY,
-    PER_TRADE_METRICS,
-    _resolve_exit_nb,
-    heap_pop_nb,
-    heap_push_nb,
+    POINT_HOLD,
+    POINT_SL,
+    POINT_TP,
+    PT_AVG_HOLD_MIN,
+    PT_AVG_R,
+    PT_AVG_RETURN,
+    PT_LOSSES,
+    PT_MEDIAN_RETURN,
+    PT_PROFIT_FACTOR,
+    PT_TOTAL_R,
+    PT_TOTAL_RETURN,
+    PT_TRADES,
+    PT_WIN_RATE,
+    PT_WINS,
+    REC_EXIT_PX,
+    REC_EXIT_REASON,
+    REC_EXIT_TS,
+    REC_PNL,
+    REC_SIZE,
+    REC_STATUS,
 )
-
-CFG_FIELDS = (
-    "initial_capital", "max_allocation_pct", "max_risk_per_trade",
-    "min_executable_size", "taker_fee_bps", "slippage_bps",
-)
-CFG_INITIAL, CFG_ALLOC_PCT, CFG_MAX_RISK, CFG_MIN_SIZE, CFG_TAKER_BPS, CFG_SLIPPAGE_BPS = range(6)
-assert len(CFG_FIELDS) == 6
-_N_METRICS = len(CAPITAL_METRICS)
-assert _N_METRICS == len(PER_TRADE_METRICS)  # one metric matrix serves both modes
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -47,8 +82,9 @@ def _call_exit_nb(calls, i, tp_ts, sl_ts, hold_ts, hold_px, entry_px, tp_mult, s
     """(exit time, exit price, reason, minutes held) of call ``i``'s trade."""
     exit_t, exit_px, reason = _resolve_exit_nb(
         tp_ts[i], sl_ts[i], hold_ts[i], hold_px[i],
-        np.int64(calls[3, i]), calls[4, i], entry_px, tp_mult, sl_mult, sl_first)
-    return exit_t, exit_px, reason, (exit_t - np.int64(calls[2, i])) / 60_000.0
+        np.int64(calls[CALL_EOD_TS, i]), calls[CALL_EOD_PX, i], entry_px, tp_mult, sl_mult,
+        sl_first)
+    return exit_t, exit_px, reason, (exit_t - np.int64(calls[CALL_ENTRY_TS, i])) / 60_000.0
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -61,12 +97,12 @@ def _tally_nb(value, wins, pos_sum, neg_sum):
 
 @nb.njit(cache=True, nogil=True, inline="always")
 def _record_nb(rec, r, size, pnl, exit_t, exit_px, reason):
-    rec[r, 0] = ENTERED
-    rec[r, 1] = size
-    rec[r, 2] = pnl
-    rec[r, 3] = exit_t
-    rec[r, 4] = exit_px
-    rec[r, 5] = reason
+    rec[r, REC_STATUS] = ENTERED
+    rec[r, REC_SIZE] = size
+    rec[r, REC_PNL] = pnl
+    rec[r, REC_EXIT_TS] = exit_t
+    rec[r, REC_EXIT_PX] = exit_px
+    rec[r, REC_EXIT_REASON] = reason
 
 
 @nb.njit(cache=True, nogil=True)
@@ -88,15 +124,15 @@ def capital_run_nb(calls, sel, tp_ts, sl_ts, hold_ts, hold_px, tp_mult, sl_mult,
                    cfg, max_open, sl_first, metrics, exits, skipped, rec):
     """One capital-mode run (SPEC 2) over the calls ``sel``.
 
-    ``calls`` rows: alert ts, entry px (0 = no entry), entry ts, end-of-data
-    ts, end-of-data close (as float64; times are exact below 2**53). Writes
-    ``metrics`` (CAPITAL_METRICS order), ``exits`` and ``skipped`` counts.
-    ``rec`` is ``(n_sel, 6)`` to record each call's outcome (status, size,
-    pnl, exit ts, exit px, exit reason) or ``(0, 6)`` to skip recording.
+    ``calls``: the ``CALL_*`` rows (entry px 0 = no entry). Writes
+    ``metrics`` (``CAP_*`` columns), ``exits`` and ``skipped`` counts.
+    ``rec`` is ``(n_sel, N_REC_FIELDS)`` to record each call's outcome
+    (``REC_*`` columns) or ``(0, N_REC_FIELDS)`` to skip recording.
     """
-    initial, alloc_pct, max_risk = cfg[CFG_INITIAL], cfg[CFG_ALLOC_PCT], cfg[CFG_MAX_RISK]
-    min_size = cfg[CFG_MIN_SIZE]
-    cost_bps = cfg[CFG_TAKER_BPS] + cfg[CFG_SLIPPAGE_BPS]
+    initial = cfg[CFG_INITIAL_CAPITAL]
+    alloc_pct, max_risk = cfg[CFG_MAX_ALLOCATION_PCT], cfg[CFG_MAX_RISK_PER_TRADE]
+    min_size = cfg[CFG_MIN_EXECUTABLE_SIZE]
+    cost_bps = cfg[CFG_TAKER_FEE_BPS] + cfg[CFG_SLIPPAGE_BPS]
     n = sel.shape[0]
     # No more than n positions can ever be open: any max_open >= n is the same
     # run, so the slots are bounded by the calls, not by max_open.
@@ -122,7 +158,7 @@ def capital_run_nb(calls, sel, tp_ts, sl_ts, hold_ts, hold_px, tp_mult, sl_mult,
     r = 0
     while True:
         last = r == n
-        t = 0 if last else np.int64(calls[0, sel[r]])
+        t = 0 if last else np.int64(calls[CALL_ALERT_TS, sel[r]])
         # Close what has exited by now (everything after the last call), in
         # (exit time, opening order); equity is marked after every close.
         while n_open > 0 and (last or h_ts[heap[0]] <= t):
@@ -139,24 +175,24 @@ def capital_run_nb(calls, sel, tp_ts, sl_ts, hold_ts, hold_px, tp_mult, sl_mult,
         if n_open >= max_open:
             # Saturated until the next exit: every call before it is skipped,
             # so jump there instead of visiting each one.
-            nxt = _first_row_at_or_after_nb(calls[0], sel, r, n, h_ts[heap[0]])
+            nxt = _first_row_at_or_after_nb(calls[CALL_ALERT_TS], sel, r, n, h_ts[heap[0]])
             skipped[MAX_POSITIONS] += nxt - r
             if record:
-                rec[r:nxt, 0] = MAX_POSITIONS
+                rec[r:nxt, REC_STATUS] = MAX_POSITIONS
             r = nxt
             continue
-        entry_px = calls[1, i]
+        entry_px = calls[CALL_ENTRY_PX, i]
         if not entry_px > 0.0:
             skipped[NO_ENTRY] += 1
             if record:
-                rec[r, 0] = NO_ENTRY
+                rec[r, REC_STATUS] = NO_ENTRY
             r += 1
             continue
         size = min(risk_cap, alloc_pct * free, free)
         if size < min_size:
             skipped[BELOW_MIN_SIZE] += 1
             if record:
-                rec[r, 0] = BELOW_MIN_SIZE
+                rec[r, REC_STATUS] = BELOW_MIN_SIZE
             r += 1
             continue
         free -= size
@@ -176,17 +212,17 @@ def capital_run_nb(calls, sel, tp_ts, sl_ts, hold_ts, hold_px, tp_mult, sl_mult,
         if record:
             _record_nb(rec, r, size, pnl, exit_t, exit_px, reason)
         r += 1
-    metrics[0] = free
-    metrics[1] = free / initial - 1
-    metrics[2] = trades
-    metrics[3] = wins
-    metrics[4] = trades - wins
-    metrics[5] = wins / trades if trades > 0 else 0.0
-    metrics[6] = skipped.sum()
-    metrics[7] = fees
-    metrics[8] = pos_sum / -neg_sum if neg_sum != 0.0 else np.nan
-    metrics[9] = max_dd
-    metrics[10] = hold_min / trades if trades > 0 else 0.0
+    metrics[CAP_FINAL_CAPITAL] = free
+    metrics[CAP_TOTAL_RETURN] = free / initial - 1
+    metrics[CAP_TRADES_EXECUTED] = trades
+    metrics[CAP_WINS] = wins
+    metrics[CAP_LOSSES] = trades - wins
+    metrics[CAP_WIN_RATE] = wins / trades if trades > 0 else 0.0
+    metrics[CAP_TRADES_SKIPPED] = skipped.sum()
+    metrics[CAP_FEES_PAID] = fees
+    metrics[CAP_PROFIT_FACTOR] = pos_sum / -neg_sum if neg_sum != 0.0 else np.nan
+    metrics[CAP_MAX_DRAWDOWN] = max_dd
+    metrics[CAP_AVG_HOLD_MIN] = hold_min / trades if trades > 0 else 0.0
 
 
 @nb.njit(cache=True, nogil=True)
@@ -195,9 +231,10 @@ def per_trade_run_nb(calls, sel, tp_ts, sl_ts, hold_ts, hold_px, tp_mult, sl_mul
     """One per-trade-mode run (SPEC 3): every call with an entry, notional 1.
 
     Same arguments as ``capital_run_nb`` (``max_open`` is unused: no account);
-    ``rec`` size column is 1 and its pnl column is the trade's return.
+    writes ``metrics`` in ``PT_*`` columns; ``rec`` size column is 1 and its
+    pnl column is the trade's return.
     """
-    cost = (cfg[CFG_TAKER_BPS] + cfg[CFG_SLIPPAGE_BPS]) / 10_000 * 2
+    cost = (cfg[CFG_TAKER_FEE_BPS] + cfg[CFG_SLIPPAGE_BPS]) / 10_000 * 2
     risk = 1.0 - sl_mult
     n = sel.shape[0]
     rets = np.empty(n, np.float64)
@@ -210,11 +247,11 @@ def per_trade_run_nb(calls, sel, tp_ts, sl_ts, hold_ts, hold_px, tp_mult, sl_mul
     record = rec.shape[0] > 0
     for r in range(n):
         i = sel[r]
-        entry_px = calls[1, i]
+        entry_px = calls[CALL_ENTRY_PX, i]
         if not entry_px > 0.0:
             skipped[NO_ENTRY] += 1
             if record:
-                rec[r, 0] = NO_ENTRY
+                rec[r, REC_STATUS] = NO_ENTRY
             continue
         exit_t, exit_px, reason, held = _call_exit_nb(
             calls, i, tp_ts, sl_ts, hold_ts, hold_px, entry_px, tp_mult, sl_mult, sl_first)
@@ -230,40 +267,40 @@ def per_trade_run_nb(calls, sel, tp_ts, sl_ts, hold_ts, hold_px, tp_mult, sl_mul
     total = 0.0
     for k in range(trades):
         total += rets[k]
-    metrics[0] = trades
-    metrics[1] = wins
-    metrics[2] = trades - wins
-    metrics[3] = wins / trades if trades > 0 else 0.0
-    metrics[4] = total / trades if trades > 0 else 0.0
-    metrics[5] = np.median(rets[:trades]) if trades > 0 else 0.0
-    metrics[6] = total
-    metrics[7] = pos_sum / -neg_sum if neg_sum != 0.0 else np.nan
-    metrics[8] = total_r / trades if trades > 0 else 0.0
-    metrics[9] = total_r
-    metrics[10] = hold_min / trades if trades > 0 else 0.0
+    metrics[PT_TRADES] = trades
+    metrics[PT_WINS] = wins
+    metrics[PT_LOSSES] = trades - wins
+    metrics[PT_WIN_RATE] = wins / trades if trades > 0 else 0.0
+    metrics[PT_AVG_RETURN] = total / trades if trades > 0 else 0.0
+    metrics[PT_MEDIAN_RETURN] = np.median(rets[:trades]) if trades > 0 else 0.0
+    metrics[PT_TOTAL_RETURN] = total
+    metrics[PT_PROFIT_FACTOR] = pos_sum / -neg_sum if neg_sum != 0.0 else np.nan
+    metrics[PT_AVG_R] = total_r / trades if trades > 0 else 0.0
+    metrics[PT_TOTAL_R] = total_r
+    metrics[PT_AVG_HOLD_MIN] = hold_min / trades if trades > 0 else 0.0
 
 
 @nb.njit(cache=True, nogil=True, parallel=True)
 def grid_nb(calls, sel, group_offsets, tp_ts, sl_ts, hold_ts, hold_px,
             point_levels, tp_levels, sl_levels, cfg, max_open, sl_first, per_trade, start, stop):
     """Runs for the (group, grid point) pairs ``start:stop`` of the flat range
-    ``g * n_points + p``: metrics ``[stop - start, 11]`` (the mode's metric
-    order), exit counts ``[.., 4]``, skip counts ``[.., 3]``.
+    ``g * n_points + p``: metrics ``[stop - start, N_METRICS]`` (the mode's
+    metric order), exit counts ``[.., N_EXITS]``, skip counts ``[.., N_SKIPS]``.
 
-    ``point_levels[p]`` = (tp level, sl level, hold level) indices into the
-    level arrays. A flat range lets any request be cut into chunks of about
+    ``point_levels[p]``: the point's level indices into the level arrays
+    (``POINT_*`` columns). A flat range lets any request be cut into chunks of about
     equal work, and many small callers parallelize as well as one large grid.
     Reference: ``tests.reference.optimizer.optimize``.
     """
     n_points = point_levels.shape[0]
     count = stop - start
-    metrics = np.empty((count, _N_METRICS), np.float64)
-    exits = np.zeros((count, 4), np.int64)
-    skipped = np.zeros((count, 3), np.int64)
-    no_rec = np.empty((0, 6), np.float64)
+    metrics = np.empty((count, N_METRICS), np.float64)
+    exits = np.zeros((count, N_EXITS), np.int64)
+    skipped = np.zeros((count, N_SKIPS), np.int64)
+    no_rec = np.empty((0, N_REC_FIELDS), np.float64)
     for q in nb.prange(count):
         g, p = (start + q) // n_points, (start + q) % n_points
-        k, m, h = point_levels[p, 0], point_levels[p, 1], point_levels[p, 2]
+        k, m, h = point_levels[p, POINT_TP], point_levels[p, POINT_SL], point_levels[p, POINT_HOLD]
         rows = sel[group_offsets[g]:group_offsets[g + 1]]
         if per_trade:
             per_trade_run_nb(calls, rows, tp_ts[k], sl_ts[m], hold_ts[h], hold_px[h],

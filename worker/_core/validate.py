@@ -2,8 +2,9 @@
 the JSON path of the field (``$.param_grid.sl_mults[2]``).
 
 A Struct built in Python skips msgspec's decode-time checks, so values are
-always round-tripped through ``msgspec.convert``: the ``Meta`` bounds in
-``protocol`` stay the single statement of the range rules. What a schema
+round-tripped through ``msgspec.convert`` (not what the daemon's decoder has
+just checked, ``DECODED``): the ``Meta`` bounds in ``protocol`` stay the
+single statement of the range rules. What a schema
 cannot say (finite numbers, duplicate grid values, the objective's name) is
 checked here.
 """
@@ -11,22 +12,24 @@ checked here.
 from __future__ import annotations
 
 import math
-import re
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import msgspec
 
 from protocol import Constraints, ParamGrid, Params, SimulatorConfig
 
-from .._errors import InvalidParams, ResourceLimit
-from .kernels import CAPITAL_METRICS, PER_TRADE_METRICS
+from .._errors import InvalidParams, ResourceLimit, split_msgspec_error
+from .layouts import DEFAULT_OBJECTIVE, METRICS
 
 T = TypeVar("T")
 
-_AT = re.compile(r"^(?P<msg>.*?)(?: - at `(?P<path>\$[^`]*)`)?$", re.S)
+# The params' fields msgspec validated while decoding the current daemon
+# request (set by worker._daemon.dispatch): taken as they are by ``convert``
+# and by the row loader (worker._data.loaders).
+DECODED: ContextVar[tuple[Any, ...]] = ContextVar("DECODED", default=())
 
-OBJECTIVES = {"capital": CAPITAL_METRICS, "per_trade": PER_TRADE_METRICS}
-DEFAULT_OBJECTIVE = {"capital": "final_capital", "per_trade": "avg_return"}
+OBJECTIVES = METRICS  # any metric of the mode; DEFAULT_OBJECTIVE when none is given
 
 
 def join_path(base: str, sub: str) -> str:
@@ -38,13 +41,14 @@ def convert(value: Any, typ: type[T], path: str) -> T:
     """``value`` (a dict, or already a ``typ``) as a validated ``typ``."""
     if value is None:
         value = {}
+    if type(value) is typ and any(value is s for s in DECODED.get()):
+        return value  # decoded from JSON: checked, and JSON has no NaN or inf
     raw = msgspec.to_builtins(value) if isinstance(value, msgspec.Struct) else value
     try:
         obj = msgspec.convert(raw, typ)
     except msgspec.ValidationError as exc:
-        match = _AT.match(str(exc))
-        sub = match.group("path") or "$"
-        raise InvalidParams(match.group("msg"), path=join_path(path, sub)) from None
+        message, sub = split_msgspec_error(exc)
+        raise InvalidParams(message, path=join_path(path, sub)) from None
     _check_finite(raw, path)
     return obj
 

@@ -141,10 +141,6 @@ class DatasetCache:
         self._remove(dataset_id)
         return entry.nbytes
 
-    def clear(self) -> None:
-        for dataset_id in list(self._entries):
-            self._remove(dataset_id)
-
     @contextmanager
     def lease(self, dataset_id: str) -> Iterator[Entry]:
         """The entry of ``dataset_id``, kept open until the block ends."""

@@ -4,9 +4,10 @@
 cancel scope, so a long ``optimize`` never delays a ``ping`` on the same
 connection. Each response line is written as soon as it is ready, under a lock
 so lines never interleave. Params are decoded by one reusable typed msgspec
-decoder per method, built from ``protocol._messages.METHODS``. Messages as
-bytes (decoding a line, encoding responses, the error codes) are
-``worker._daemon.wire``; this module holds the connections and the dispatch.
+decoder per method, built from ``protocol._messages.METHODS``, and not checked
+again downstream (``worker._core.validate.DECODED``). Messages as bytes are
+``worker._daemon.wire``, the error codes ``worker._errors``; this module holds
+the connections and the dispatch.
 
 Error rules are the JSON-RPC 2.0 specification's: -32700 for invalid JSON,
 -32600 for anything that is not a Request object (and for a line over
@@ -27,7 +28,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import anyio
 import anyio.lowlevel
@@ -37,26 +38,12 @@ from anyio.abc import ByteReceiveStream, ByteSendStream, TaskGroup
 
 from protocol._messages import METHODS, CancelParams, CancelResult
 
-from .._errors import WorkerError
+from .._core.validate import DECODED
+from .._errors import (InternalError, InvalidParams, InvalidRequest, MethodNotFound, ParseError,
+                       RequestCancelled, WorkerError, split_msgspec_error)
 from .framing import LineReader, LineTooLong
-from .wire import (
-    INTERNAL_ERROR,
-    INVALID_PARAMS,
-    INVALID_REQUEST,
-    METHOD_NOT_FOUND,
-    NOT_JSON,
-    PARSE_ERROR,
-    REQUEST_CANCELLED,
-    Rejection,
-    Request,
-    decode_message,
-    encode_error,
-    encode_notification,
-    encode_result,
-    first_byte,
-    shown,
-    split_path,
-)
+from .wire import (NOT_JSON, Rejection, Request, decode_message, encode_error,
+                   encode_notification, encode_result, first_byte, shown)
 
 __all__ = ["Dispatcher", "Handler", "RequestContext"]
 
@@ -78,15 +65,31 @@ class _Outcome(NamedTuple):
 
 
 @dataclass(eq=False)
-class _Call:
-    """A request being handled: what ``cancel`` needs to stop and answer it."""
+class _InFlight:
+    """A request in flight: what ``cancel`` needs to stop and answer it, and
+    the ``RequestContext`` its handler is given."""
 
     request: Request
+    conn: _Connection
     sink: _Sink
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     cancelled: bool = False
     answered: bool = False
     after_response: list[Callback] = field(default_factory=list)
+    id: str | int | None = field(init=False)  # None for a notification
+    method: str = field(init=False)
+    conn_id: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.id = None if self.request.is_notification else self.request.id
+        self.method, self.conn_id = self.request.method, self.conn.conn_id
+
+    async def notify(self, method: str, params: Any) -> None:
+        if not self.answered:  # nothing about a request may follow its response
+            await self.conn.write(encode_notification(method, params) + b"\n")
+
+    def call_after_response(self, callback: Callback) -> None:
+        self.after_response.append(callback)
 
     def cancel(self) -> None:
         self.cancelled = True
@@ -94,13 +97,14 @@ class _Call:
 
     def outcome(self, code: int, message: str, data: Any = None, *,
                 exc: BaseException | None = None) -> _Outcome:
-        """This call's error outcome (-32800 counts as cancelled)."""
+        """This request's error outcome (-32800 counts as cancelled)."""
         response = b"" if self.request.is_notification else encode_error(
             self.request.id, code, message, data)
-        return _Outcome(response, "cancelled" if code == REQUEST_CANCELLED else "error", code, exc)
+        kind = "cancelled" if code == RequestCancelled.code else "error"
+        return _Outcome(response, kind, code, exc)
 
     async def answer(self, response: bytes) -> None:
-        """Send this call's one response, unless already sent or a notification.
+        """Send this request's one response, unless already sent or a notification.
         A notification has none, but what was to follow it (``shutdown``'s
         stop) still follows: JSON-RPC carries notifications out all the same."""
         if self.answered:
@@ -117,8 +121,8 @@ class _Connection:
         self.conn_id = conn_id
         self.tg = tg
         self.closed = False
-        self.calls: set[_Call] = set()
-        self.by_id: dict[Any, _Call] = {}  # the calls ``cancel`` can name
+        self.in_flight: set[_InFlight] = set()
+        self.by_id: dict[Any, _InFlight] = {}  # the requests ``cancel`` can name
         self._send = send
         self._lock = anyio.Lock()
 
@@ -135,19 +139,19 @@ class _Connection:
     def close(self) -> None:
         """Stop every request of this connection; no further line is written."""
         self.closed = True
-        for call in self.calls:
-            call.cancel()
+        for req in self.in_flight:
+            req.cancel()
         self.tg.cancel_scope.cancel()
 
     async def cancel(self, id_: Any) -> bool:
-        call = self.by_id.get(id_)
-        if call is None or call.request.method in CANCEL_METHODS:
+        req = self.by_id.get(id_)
+        if req is None or req.request.method in CANCEL_METHODS:
             return False  # a cancel cancelling itself would never be answered
         del self.by_id[id_]
-        call.cancel()
+        req.cancel()
         # Answer now: the handler may need a while to notice (a thread it is
         # waiting for), and the client should not wait for that.
-        await call.answer(encode_error(id_, REQUEST_CANCELLED, "request cancelled"))
+        await req.answer(encode_error(id_, RequestCancelled.code, "request cancelled"))
         return True
 
 
@@ -184,41 +188,30 @@ class _Sink:
             callback()
 
 
-class RequestContext:
-    """What a handler knows about its request, and how it talks back.
+class RequestContext(Protocol):
+    """What a handler knows about its request, and how it talks back: the
+    type of the ``ctx`` every handler is given (``async handler(params, ctx)``).
 
     ``id`` is None for a notification (or a null id). ``cancelled`` turns true
     when the request is cancelled (``cancel``, ``$/cancelRequest``, the peer
-    going away); a plain attribute read, so a worker thread may poll it. The
-    handler's own awaits are cancelled by anyio at the same moment.
+    going away); a plain attribute read, so a thread the handler started may
+    poll it. The handler's own awaits are cancelled by anyio at the same moment.
     """
 
-    __slots__ = ("id", "method", "conn_id", "_call", "_conn")
-
-    def __init__(self, call: _Call, conn: _Connection) -> None:
-        self.id: str | int | None = None if call.request.is_notification else call.request.id
-        self.method: str = call.request.method
-        self.conn_id: str = conn.conn_id
-        self._call = call
-        self._conn = conn
-
-    @property
-    def cancelled(self) -> bool:
-        return self._call.cancelled
+    id: str | int | None
+    method: str
+    conn_id: str
+    cancelled: bool
 
     async def notify(self, method: str, params: Any) -> None:
         """Send a notification (e.g. ``$/progress``) on this connection.
         Dropped once the request is answered (a cancel answers at once):
         nothing about a request may follow its response."""
-        if self._call.answered:
-            return
-        await self._conn.write(encode_notification(method, params) + b"\n")
 
     def call_after_response(self, callback: Callback) -> None:
         """Run ``callback()`` once the response line is written (or dropped, the
         peer being gone; at once when the handler returns, for a notification):
         how ``shutdown`` stops the server after its ``{}``."""
-        self._call.after_response.append(callback)
 
 
 # --- the dispatcher -------------------------------------------------------------
@@ -232,8 +225,7 @@ class Dispatcher:
     """The method table, and ``serve`` for each connection (the table and the
     in-flight count are shared by every connection)."""
 
-    def __init__(self, *, logger: Any = None) -> None:
-        self._logger = logger
+    def __init__(self) -> None:
         self._running = 0
         cancel = _Method(_cancel_handler, msgspec.json.Decoder(CancelParams))
         self._methods: dict[str, _Method] = {name: cancel for name in CANCEL_METHODS}
@@ -249,19 +241,6 @@ class Dispatcher:
                                  f"pass params_type to register it")
             params_type = METHODS[name][0] or dict[str, Any]
         self._methods[name] = _Method(handler, msgspec.json.Decoder(params_type))
-
-    def method(self, name: str, *, params_type: Any = None) -> Callable[[Handler], Handler]:
-        """Decorator form of ``register``."""
-
-        def decorate(handler: Handler) -> Handler:
-            self.register(name, handler, params_type=params_type)
-            return handler
-
-        return decorate
-
-    def method_names(self) -> list[str]:
-        """Every method this dispatcher answers, built-ins included."""
-        return sorted(self._methods)
 
     def in_flight_count(self) -> int:
         """Requests being handled now on every connection (the asker included)."""
@@ -304,7 +283,7 @@ class Dispatcher:
             message = decode_message(line)
         except NOT_JSON as exc:
             self._reject(conn, _Sink(conn), Rejection(None, f"parse error: {exc}"),
-                         code=PARSE_ERROR)
+                         code=ParseError.code)
             return
         if not isinstance(message, list):
             self._admit(conn, _Sink(conn), message)
@@ -324,76 +303,77 @@ class Dispatcher:
                 request.id, f"invalid request: id {shown(request.id)} is already used by a "
                             f"request in flight on this connection"))
         else:
-            call = _Call(request, sink)
-            conn.calls.add(call)
+            req = _InFlight(request, conn, sink)
+            conn.in_flight.add(req)
             if request.id is not None and not request.is_notification:
-                conn.by_id[request.id] = call
-            conn.tg.start_soon(self._run, conn, call)
+                conn.by_id[request.id] = req
+            conn.tg.start_soon(self._run, req)
 
     def _reject(self, conn: _Connection, sink: _Sink, rejection: Rejection, *,
-                code: int = INVALID_REQUEST, data: Any = None) -> None:
+                code: int = InvalidRequest.code, data: Any = None) -> None:
         self._log.info("request", id=rejection.id, method=None, conn_id=conn.conn_id,
                        duration_ms=0.0, outcome="error", code=code)
         conn.tg.start_soon(sink.put, encode_error(rejection.id, code, rejection.message, data), [])
 
     # Handling side: one task per request.
 
-    async def _run(self, conn: _Connection, call: _Call) -> None:
+    async def _run(self, req: _InFlight) -> None:
         started = time.perf_counter()
         self._running += 1
         result: _Outcome | None = None
         try:
-            result = await self._execute(conn, call)
+            result = await self._execute(req)
         finally:
             self._running -= 1
-            conn.calls.discard(call)
-            if conn.by_id.get(call.request.id) is call:
-                del conn.by_id[call.request.id]
-            self._log_request(conn, call, started, result)
-        await call.answer(result.response)
+            req.conn.in_flight.discard(req)
+            if req.conn.by_id.get(req.request.id) is req:
+                del req.conn.by_id[req.request.id]
+            self._log_request(req, started, result)
+        await req.answer(result.response)
 
-    async def _execute(self, conn: _Connection, call: _Call) -> _Outcome:
-        request = call.request
+    async def _execute(self, req: _InFlight) -> _Outcome:
+        request = req.request
         method = self._methods.get(request.method)
-        if call.cancelled:  # cancelled before its task started: do not start the handler
-            return call.outcome(REQUEST_CANCELLED, "request cancelled")
+        if req.cancelled:  # cancelled before its task started: do not start the handler
+            return req.outcome(RequestCancelled.code, "request cancelled")
         if method is None:
-            return call.outcome(METHOD_NOT_FOUND, f"method not found: {shown(request.method)}")
+            return req.outcome(MethodNotFound.code, f"method not found: {shown(request.method)}")
         if request.params is not None and first_byte(request.params) == b"[":
-            return call.outcome(INVALID_PARAMS, "params must be an object (named parameters); "
-                                                "this worker takes no positional params")
+            return req.outcome(InvalidParams.code, "params must be an object (named parameters); "
+                                                   "this worker takes no positional params")
         try:
             params = method.decoder.decode(b"{}" if request.params is None else request.params)
         except msgspec.ValidationError as exc:
-            message, path = split_path(str(exc))
-            return call.outcome(INVALID_PARAMS, message, {"path": path})
+            message, path = split_msgspec_error(exc)
+            return req.outcome(InvalidParams.code, message, {"path": path})
         except NOT_JSON as exc:  # e.g. invalid UTF-8 inside a params string
-            return call.outcome(INVALID_PARAMS, f"params are not valid JSON: {exc}", {"path": "$"})
+            return req.outcome(InvalidParams.code, f"params are not valid JSON: {exc}",
+                               {"path": "$"})
+        if isinstance(params, msgspec.Struct):  # checked now: not again (validate.DECODED)
+            DECODED.set(tuple(v for v in msgspec.structs.astuple(params)
+                              if isinstance(v, (msgspec.Struct, dict, list))))
         # The raw params keep the whole input line alive (maybe hundreds of MB):
         # let it go while the handler runs.
-        call.request = request = request._replace(params=None)
-        with call.scope:
+        req.request = request = request._replace(params=None)
+        with req.scope:
             try:
-                result = await method.handler(params, RequestContext(call, conn))
+                result = await method.handler(params, req)
                 # A notification's result is dropped unencoded.
                 return _Outcome(b"" if request.is_notification
                                 else encode_result(request.id, result), "ok")
             except WorkerError as exc:
-                return call.outcome(exc.code, exc.message, exc.data)
+                return req.outcome(exc.code, exc.message, exc.data)
             except Exception as exc:  # a bug in a handler: answer, log, keep serving
-                return call.outcome(INTERNAL_ERROR, f"internal error: {type(exc).__name__}: {exc}",
-                                    exc=exc)
+                return req.outcome(InternalError.code,
+                                   f"internal error: {type(exc).__name__}: {exc}", exc=exc)
         # Reached only when the scope caught its own cancellation.
-        return call.outcome(REQUEST_CANCELLED, "request cancelled")
+        return req.outcome(RequestCancelled.code, "request cancelled")
 
-    def _log_request(self, conn: _Connection, call: _Call, started: float,
-                     result: _Outcome | None) -> None:
-        if call.cancelled or result is None:  # None: the connection was torn down
-            result = _Outcome(b"", "cancelled", REQUEST_CANCELLED)
-        request = call.request
-        fields = dict(id=None if request.is_notification else request.id, method=request.method,
-                      conn_id=conn.conn_id, outcome=result.outcome, code=result.code,
-                      duration_ms=round((time.perf_counter() - started) * 1e3, 3))
+    def _log_request(self, req: _InFlight, started: float, result: _Outcome | None) -> None:
+        if req.cancelled or result is None:  # None: the connection was torn down
+            result = _Outcome(b"", "cancelled", RequestCancelled.code)
+        fields = dict(id=req.id, method=req.method, conn_id=req.conn_id, outcome=result.outcome,
+                      code=result.code, duration_ms=round((time.perf_counter() - started) * 1e3, 3))
         if result.exc is not None:
             self._log.error("request", exc_info=result.exc, **fields)
         else:
@@ -401,8 +381,6 @@ class Dispatcher:
 
     @property
     def _log(self) -> Any:
-        if self._logger is not None:
-            return self._logger
         if structlog.is_configured():
             return structlog.get_logger()
         # structlog's default prints to stdout, which carries the responses of
@@ -410,5 +388,5 @@ class Dispatcher:
         return structlog.wrap_logger(structlog.PrintLogger(sys.stderr))
 
 
-async def _cancel_handler(params: CancelParams, ctx: RequestContext) -> CancelResult:
-    return CancelResult(cancelled=await ctx._conn.cancel(params.id))
+async def _cancel_handler(params: CancelParams, ctx: _InFlight) -> CancelResult:
+    return CancelResult(cancelled=await ctx.conn.cancel(params.id))

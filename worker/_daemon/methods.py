@@ -1,19 +1,25 @@
 """The methods of SPEC section 7, on top of the flows, the cache and the pool.
 
-Where work runs (the concurrency rules):
+Where work runs (the concurrency rules). A grid handler chooses an evaluator
+(``_evaluator``; ``worker._run.evaluators``), wraps it in a
+``CheckpointingEvaluator`` when the request is checkpointed, and drives the
+flow with it (``worker._run.drive``):
 
 - The event loop only decodes, dispatches and writes; it never runs a kernel,
   so ``ping`` is answered while grids run.
 - Small work (under ``Settings.local_evaluations`` call x grid-point
-  evaluations) runs in one worker thread of this process, one request at a
-  time (``_local``: Numba's parallel kernels are never launched from two
-  threads at once, so a cancelled request keeps the limiter until its
-  kernels stop). A cancel is answered -32800 at once by the dispatcher.
-- Without a pool, larger work runs in this process in spans of about
-  ``SPAN_EVALUATIONS`` with a cancellation point between them.
-- Large work goes to the process pool in chunks; a flow's Python steps
-  (validation, ranking, building results) still run in a worker thread.
-  Cancelling stops the dispatch of its chunks at once (``WorkerPool``).
+  evaluations): a one-hop ``ThreadEvaluator``, the whole flow in one worker
+  thread of this process, one request at a time (``_local``: Numba's
+  parallel kernels are never launched from two threads at once, so a
+  cancelled request keeps the limiter until its kernels stop). A cancel is
+  answered -32800 at once by the dispatcher.
+- Without a pool, larger work: a ``ThreadEvaluator`` in this process, in
+  pieces of about ``SPAN_EVALUATIONS`` with a cancellation point between
+  them, under the same limiter.
+- Large work: a ``PoolEvaluator``, the process pool in spans; a flow's Python
+  steps (validation, ranking, building results) still run in a worker
+  thread. Cancelling stops the dispatch of its spans at once (``WorkerPool``).
+  An inline dataset is shared with the pool for the request alone.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import anyio
 import msgspec
@@ -35,18 +41,22 @@ from protocol import _messages as m
 from .. import __version__
 from .._core.callers import grouped_eval_flow, optimize_per_caller_flow
 from .._core.dataset import Dataset
-from .._core.jobs import Flow, local_span_evaluator, recorded, run_local, run_sync
-from .._core.optimize import make_study, optimize_flow, simulate, unknown_callers
+from .._core.jobs import Flow, recorded
+from .._core.optimize import Study, make_study, optimize_flow, simulate, unknown_callers
 from .._core.validate import grid_size
 from .._data.files import check_regular_file, dataset_from_files, estimated_bytes
 from .._data.loaders import dataset_from_columnar, dataset_from_rows
 from .._errors import InvalidParams
-from .._pool.pool import run_flow
+from .._pool.evaluator import PoolEvaluator
 from .._pool.shm import SharedDataset, share_dataset
 from .._report.rundir import checkpoint_request, finish_run, now, open_run
-from .._run.checkpoint import run_checkpointed
+from .._run.checkpoint import CheckpointingEvaluator
+from .._run.drive import drive
+from .._run.evaluators import Evaluator, ThreadEvaluator
+from .._run.journal import Journal
 from .cache import DatasetCache, Entry
-from .progress import Progress, track
+from .dispatch import RequestContext
+from .progress import track
 from .settings import Settings
 
 PROTOCOL_VERSION = "1.0"
@@ -74,7 +84,7 @@ def build_source(p: m.DataSource) -> Dataset:
         raise InvalidParams("inline candles need their calls", path="$.calls")
     calls = msgspec.to_builtins(p.calls)
     if p.candles_by_call_id is not None:
-        return dataset_from_rows(calls, msgspec.to_builtins(p.candles_by_call_id), **opts)
+        return dataset_from_rows(calls, p.candles_by_call_id, **opts)
     return dataset_from_columnar(calls, msgspec.structs.asdict(p.candles_columnar), **opts)
 
 
@@ -130,7 +140,7 @@ class Worker:
 
     # ------------------------------------------------------------ simple methods
 
-    async def initialize(self, p: m.InitializeParams, ctx: Any) -> m.InitializeResult:
+    async def initialize(self, p: m.InitializeParams, ctx: RequestContext) -> m.InitializeResult:
         return m.InitializeResult(
             server="optimizer-worker", version=__version__, protocol_version=PROTOCOL_VERSION,
             methods=sorted([*m.METHODS, *m.NOTIFICATIONS]),
@@ -140,10 +150,10 @@ class Worker:
                           "max_grid_points": self.settings.max_grid_points,
                           "pool_size": self.settings.pool_size})
 
-    async def ping(self, p: m.Empty, ctx: Any) -> m.Empty:
+    async def ping(self, p: m.Empty, ctx: RequestContext) -> m.Empty:
         return m.Empty()
 
-    async def stats(self, p: m.Empty, ctx: Any) -> m.StatsResult:
+    async def stats(self, p: m.Empty, ctx: RequestContext) -> m.StatsResult:
         pool = self.pool
         return m.StatsResult(
             datasets=len(self.cache), bytes=self.cache.nbytes, budget_bytes=self.cache.budget_bytes,
@@ -155,14 +165,14 @@ class Worker:
             pool_pids=[] if pool is None else list(pool.pids),
             uptime_s=time.monotonic() - self.started)
 
-    async def shutdown(self, p: m.Empty, ctx: Any) -> m.Empty:
+    async def shutdown(self, p: m.Empty, ctx: RequestContext) -> m.Empty:
         # Stop only once the {} is out: SPEC 7 promises the answer, then exit 0.
         ctx.call_after_response(self.shutdown_requested.set)
         return m.Empty()
 
     # ------------------------------------------------------------ datasets
 
-    async def load_dataset(self, p: m.LoadDatasetParams, ctx: Any) -> m.DatasetInfo:
+    async def load_dataset(self, p: m.LoadDatasetParams, ctx: RequestContext) -> m.DatasetInfo:
         if p.dataset_id is not None and not p.dataset_id:
             raise InvalidParams("dataset_id must not be empty", path="$.dataset_id")
         ds = await anyio.to_thread.run_sync(build_within, p, self.cache.check_fits)
@@ -178,11 +188,11 @@ class Worker:
     def _info(dataset_id: str, info: dict) -> m.DatasetInfo:
         return msgspec.convert({**info, "dataset_id": dataset_id}, m.DatasetInfo)
 
-    async def drop_dataset(self, p: m.DatasetIdParams, ctx: Any) -> m.DropDatasetResult:
+    async def drop_dataset(self, p: m.DatasetIdParams, ctx: RequestContext) -> m.DropDatasetResult:
         freed = self.cache.drop(p.dataset_id)
         return m.DropDatasetResult(dataset_id=p.dataset_id, dropped=freed > 0, bytes_freed=freed)
 
-    async def list_datasets(self, p: m.Empty, ctx: Any) -> m.ListDatasetsResult:
+    async def list_datasets(self, p: m.Empty, ctx: RequestContext) -> m.ListDatasetsResult:
         return m.ListDatasetsResult(
             datasets=[self._info(e.dataset_id, e.info) for e in self.cache.entries()],
             bytes=self.cache.nbytes, budget_bytes=self.cache.budget_bytes)
@@ -207,7 +217,7 @@ class Worker:
     # ------------------------------------------------------------ compute
 
     @staticmethod
-    def _warn_unknown_callers(ds: Dataset, p: Any, ctx: Any) -> None:
+    def _warn_unknown_callers(ds: Dataset, p: Any, ctx: RequestContext) -> None:
         unknown = unknown_callers(ds, p.caller_groups)
         if unknown:
             log.warning("caller_groups names callers with no calls (ignored)",
@@ -218,7 +228,7 @@ class Worker:
                     minimize=p.minimize, constraints=p.constraints, caller_groups=p.caller_groups,
                     max_points=self.settings.max_grid_points)
 
-    async def simulate(self, p: m.SimulateParams, ctx: Any) -> Any:
+    async def simulate(self, p: m.SimulateParams, ctx: RequestContext) -> Any:
         async with self._data(p) as (ds, _):
             self._warn_unknown_callers(ds, p, ctx)
             return await anyio.to_thread.run_sync(
@@ -226,22 +236,33 @@ class Worker:
                                  include_trades=p.include_trades, caller_groups=p.caller_groups),
                 limiter=self._local)
 
-    async def optimize(self, p: m.OptimizeParams, ctx: Any) -> Any:
+    async def optimize(self, p: m.OptimizeParams, ctx: RequestContext) -> Any:
         return await self._run(p, ctx, "optimize", lambda ds: optimize_flow(
             ds, p.param_grid, top_k=p.top_k, include_all=p.include_all, **self._study_args(p)))
 
-    async def optimize_per_caller(self, p: m.OptimizeParams, ctx: Any) -> Any:
+    async def optimize_per_caller(self, p: m.OptimizeParams, ctx: RequestContext) -> Any:
         return await self._run(p, ctx, "per_caller", lambda ds: optimize_per_caller_flow(
             ds, p.param_grid, extreme_sl_below=p.extreme_sl_below,
             extreme_tp_above=p.extreme_tp_above, **self._study_args(p)))
 
-    async def grouped_eval(self, p: m.GroupedEvalParams, ctx: Any) -> Any:
+    async def grouped_eval(self, p: m.GroupedEvalParams, ctx: RequestContext) -> Any:
         return await self._run(p, ctx, "grouped", lambda ds: grouped_eval_flow(
             ds, p.param_grid, filter_collapsed=p.filter_collapsed, filter_extreme=p.filter_extreme,
             grouped_params=p.grouped_params, extreme_sl_below=p.extreme_sl_below,
             extreme_tp_above=p.extreme_tp_above, **self._study_args(p)))
 
-    async def _run(self, p: m.OptimizeParams, ctx: Any, kind: str,
+    def _evaluator(self, ds: Dataset, shared: SharedDataset | None,
+                   p: m.OptimizeParams) -> Evaluator:
+        """Where the request's grid work runs (module doc)."""
+        evaluations = ds.n_calls * grid_size(p.param_grid or ParamGrid())
+        if evaluations <= self.settings.local_evaluations:
+            return ThreadEvaluator(ds, limiter=self._local, one_hop=True)
+        if self.pool is None:
+            return ThreadEvaluator(ds, limiter=self._local)
+        return PoolEvaluator(self.pool, ds if shared is None else shared,
+                             shm_dir=self.settings.shm_dir)
+
+    async def _run(self, p: m.OptimizeParams, ctx: RequestContext, kind: str,
                    make_flow: Callable[[Dataset], Flow]) -> Any:
         if (p.run_id is None) != (p.checkpoint_dir is None):
             missing = "checkpoint_dir" if p.checkpoint_dir is None else "run_id"
@@ -253,80 +274,57 @@ class Worker:
                                 path="$.checkpoint_dir")
         async with self._data(p) as (ds, shared):
             self._warn_unknown_callers(ds, p, ctx)
-            if p.run_id is not None:
-                return await self._run_checkpointed(p, ctx, kind, ds, shared, make_flow)
-            async with track(ctx, p.progress_token, "runs") as progress:
-                flow = make_flow(ds)
-                evaluations = ds.n_calls * grid_size(p.param_grid or ParamGrid())
-                if evaluations <= self.settings.local_evaluations:
-                    # Small: one hop. Not abandoned on cancel, so the limiter
-                    # is held until the kernels stop (a fraction of a second).
-                    # add_total runs on that thread; the ticker only reads ints.
-                    return await anyio.to_thread.run_sync(
-                        run_sync, ds, flow, lambda job: progress.add_total(job.n_items),
-                        progress.offer_rows, limiter=self._local)
-                if self.pool is None:
-                    return await run_local(ds, flow, limiter=self._local,
-                                           on_job=lambda job: progress.add_total(job.n_items),
-                                           on_progress=progress.chunk_done,
-                                           on_rows=progress.offer_rows)
-                return await self._run_on_pool(ds, shared, flow, progress)
+            run = None if p.run_id is None else await self._open_run(p, ds)
+            try:
+                async with track(ctx, p.progress_token, "runs") as progress:
+                    evaluator = self._evaluator(ds, shared, p)
+                    flow = make_flow(ds)
+                    counts: dict[str, Any] = dict(
+                        on_job=lambda job: progress.add_total(job.n_items),
+                        on_progress=progress.chunk_done)
+                    if run is not None:
+                        # A failed chunk fails the request (-32603, naming it); the
+                        # journal keeps what finished, so the same request resumes.
+                        # The run counts its own progress, resumed work included.
+                        evaluator = CheckpointingEvaluator(
+                            evaluator, run.journal, on_durable=run.notifier(ctx, p),
+                            on_progress=progress.set_done, isolate_failures=False)
+                        flow, counts = recorded(flow, run.jobs), {}
+                    result = await drive(flow, evaluator, on_rows=progress.offer_rows, **counts)
+                if run is not None:
+                    # The journal's lock is held until the run directory is complete.
+                    await anyio.to_thread.run_sync(
+                        finish_run, run.path, ds, kind, run.study, result, evaluator.stats,
+                        run.jobs, run.started)
+            finally:
+                if run is not None:
+                    run.journal.close()
+            return result
 
-    async def _run_checkpointed(self, p: m.OptimizeParams, ctx: Any, kind: str, ds: Dataset,
-                                shared: SharedDataset | None, make_flow: Callable) -> Any:
-        """SPEC 7/8: journal every finished chunk under checkpoint_dir/run_id,
-        resume what an earlier attempt finished, write the run directory."""
-        run_dir = Path(p.checkpoint_dir) / p.run_id
+    async def _open_run(self, p: m.OptimizeParams, ds: Dataset) -> _RunDir:
+        """SPEC 7/8: a checkpointed request journals every finished chunk
+        under checkpoint_dir/run_id, resumes what an earlier attempt
+        finished, and ends by writing the run directory."""
+        path = Path(p.checkpoint_dir) / p.run_id
         study = make_study(ds, grid=p.param_grid, **self._study_args(p))
         journal = await anyio.to_thread.run_sync(
-            lambda: open_run(run_dir, ds, checkpoint_request(p), restart=p.restart))
-        started = now()
-        jobs: list = []
-        owned = shared is None and self.pool is not None
-        try:
-            if owned:
-                shared = await anyio.to_thread.run_sync(share_dataset, ds, self.settings.shm_dir)
-        except BaseException:
-            journal.close()
-            raise
-        try:
-            evaluate_span = (local_span_evaluator(ds, self._local) if self.pool is None else
-                             lambda job, span: self.pool.evaluate(shared, shared.path, job, span=span))
+            lambda: open_run(path, ds, checkpoint_request(p), restart=p.restart))
+        return _RunDir(path, journal, study, now(), [])
 
-            async def durable(done: int, total: int) -> None:
-                await ctx.notify("$/checkpoint", m.CheckpointParams(
-                    token=p.progress_token, run_id=p.run_id, done=done, total=total,
-                    path=str(run_dir)))
 
-            async with track(ctx, p.progress_token, "runs") as progress:
-                result, stats = await run_checkpointed(
-                    recorded(make_flow(ds), jobs), journal, evaluate_span, on_durable=durable,
-                    on_progress=progress.set_done, on_rows=progress.offer_rows,
-                    concurrency=max(1, self.settings.pool_size),
-                    # A failed chunk fails the request (-32603, naming it); the
-                    # journal keeps what finished, so the same request resumes.
-                    isolate_failures=False)
-            # The journal's lock is held until the run directory is complete.
-            await anyio.to_thread.run_sync(finish_run, run_dir, ds, kind, study, result, stats,
-                                           jobs, started)
-        finally:
-            journal.close()
-            if owned:
-                with anyio.CancelScope(shield=True):
-                    await self._forget_and_close(shared)
-        return result
+class _RunDir(NamedTuple):
+    """A checkpointed request's run directory, open while it runs."""
 
-    async def _run_on_pool(self, ds: Dataset, shared: SharedDataset | None, flow: Flow,
-                           progress: Progress) -> Any:
-        owned = shared is None  # an inline dataset is shared for this request only
-        if owned:
-            shared = await anyio.to_thread.run_sync(share_dataset, ds, self.settings.shm_dir)
-        try:
-            return await run_flow(self.pool, shared, shared.path, flow,
-                                  on_job=lambda job: progress.add_total(job.n_items),
-                                  on_progress=progress.chunk_done,
-                                  on_rows=progress.offer_rows)
-        finally:
-            if owned:
-                with anyio.CancelScope(shield=True):
-                    await self._forget_and_close(shared)
+    path: Path
+    journal: Journal
+    study: Study
+    started: str
+    jobs: list   # (job, arrays) of the run, for its report
+
+    def notifier(self, ctx: RequestContext, p: m.OptimizeParams):
+        """``on_durable``: a ``$/checkpoint`` notification after every flush."""
+        async def durable(done: int, total: int) -> None:
+            await ctx.notify("$/checkpoint", m.CheckpointParams(
+                token=p.progress_token, run_id=p.run_id, done=done, total=total,
+                path=str(self.path)))
+        return durable

@@ -12,7 +12,7 @@ without a token costs nothing here.
 that carries a ``JobScore`` (the flow's answer is that job's best point),
 the best feasible row so far is kept, ranked as the answer ranks it
 (objective, then grid order), so the ``best`` of ``end`` is the answer's.
-``offer_rows`` may run on a worker thread (one-hop local work): it replaces
+``offer_rows`` may run on another thread (one-hop local work): it replaces
 one tuple, which the ticker reads whole.
 """
 
@@ -29,13 +29,15 @@ import numpy as np
 
 from protocol._messages import ProgressBest, ProgressParams, ProgressValue
 
+from .dispatch import RequestContext
+
 _INTERVAL = 0.1  # at most about 10 reports a second (SPEC 7)
 
 
 class Progress:
     """Counts work items across the jobs of one request and reports them."""
 
-    def __init__(self, ctx: Any, token: str | int | None, unit: str) -> None:
+    def __init__(self, ctx: RequestContext, token: str | int | None, unit: str) -> None:
         self._ctx, self._token, self._unit = ctx, token, unit
         self.total = 0
         self._base = 0      # items of the jobs already finished
@@ -128,7 +130,7 @@ class Progress:
 
 
 @asynccontextmanager
-async def track(ctx: Any, token: str | int | None, unit: str) -> AsyncIterator[Progress]:
+async def track(ctx: RequestContext, token: str | int | None, unit: str) -> AsyncIterator[Progress]:
     """``async with track(ctx, token, "runs") as progress``: a ticker sends
     begin/report while the block runs; ``end`` goes out when it ends, also
     when it was cancelled (shielded; the dispatcher drops it if the -32800

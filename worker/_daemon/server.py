@@ -17,8 +17,9 @@ waits for it. If the stop has not finished ``STOP_DEADLINE_S`` after it
 began, a timer thread does what the orderly stop would (kills the pool's
 processes, removes this process's shared files and the socket file) and
 ends the process with ``os._exit(0)``. EOF on stdin has no deadline: it
-answers what was already read first, however long that takes. A socket client that disconnects has its own
-requests cancelled; the daemon keeps serving the others.
+answers what was already read first, however long that takes. A socket
+client that disconnects has its own requests cancelled; the daemon keeps
+serving the others.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from contextlib import AsyncExitStack
 import anyio
 import structlog
 
-from .._errors import WorkerError
+from .._errors import StartupError, WorkerError
 from .._pool.pool import WorkerPool
 from .._pool.shm import remove_own_files, remove_stale_files
 from .._run.warm import warm_kernels
@@ -73,17 +74,17 @@ async def _main(settings: Settings, socket_path: str | None, stdio) -> None:
                 if settings.pool_size > 0 else None)
         seconds = await _start(stack, pool)
         async with anyio.create_task_group() as tg:
-            worker = Worker(settings, pool, tg)
-            stack.callback(worker.close)
+            daemon = Worker(settings, pool, tg)
+            stack.callback(daemon.close)
             dispatcher = Dispatcher()
-            for name, handler in worker.handlers().items():
+            for name, handler in daemon.handlers().items():
                 dispatcher.register(name, handler)
-            worker.in_flight = dispatcher.in_flight_count
+            daemon.in_flight = dispatcher.in_flight_count
             log.info("ready", transport="socket" if listener else "stdio", socket=socket_path,
                      pool_size=settings.pool_size, warm_s=round(seconds, 3), pid=os.getpid())
             deadline = _StopDeadline(settings, pool, socket_path)
             tg.start_soon(_stop_on_signal, tg.cancel_scope, deadline)
-            tg.start_soon(_stop_on_shutdown, worker, tg.cancel_scope, deadline)
+            tg.start_soon(_stop_on_shutdown, daemon, tg.cancel_scope, deadline)
             if listener is None:
                 # EOF on stdin: answer what is in flight (``printf req | serve``
                 # works), then stop. A client that vanished fails the writes.
@@ -106,7 +107,7 @@ async def _start(stack: AsyncExitStack, pool: WorkerPool | None) -> float:
         await stack.enter_async_context(pool)
     await anyio.to_thread.run_sync(warm.join)
     if not result:
-        raise WorkerError("warming the kernels failed; see the traceback above")
+        raise StartupError("warming the kernels failed; see the traceback above")
     return result[0]
 
 
@@ -170,9 +171,9 @@ async def _stop_on_signal(scope: anyio.CancelScope, deadline: _StopDeadline) -> 
             return
 
 
-async def _stop_on_shutdown(worker: Worker, scope: anyio.CancelScope,
+async def _stop_on_shutdown(daemon: Worker, scope: anyio.CancelScope,
                             deadline: _StopDeadline) -> None:
-    await worker.shutdown_requested.wait()
+    await daemon.shutdown_requested.wait()
     log.info("shutdown requested")
     deadline.start()
     scope.cancel()

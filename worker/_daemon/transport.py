@@ -20,13 +20,9 @@ import sys
 import anyio
 from anyio.abc import ByteStream, SocketStream
 
-from .._errors import WorkerError
+from .._errors import StartupError
 
 _READ_SIZE = 1 << 20
-
-
-class StartupError(WorkerError):
-    """The daemon cannot start as asked (exit code 2, message on stderr)."""
 
 
 class FdStream(ByteStream):

@@ -1,6 +1,6 @@
 """JSON-RPC 2.0 messages as bytes (``worker._daemon.dispatch``): one input line
-decoded to requests or rejections, responses and notifications encoded, and
-the specification's error codes. No connection state, no event loop.
+decoded to requests or rejections, responses and notifications encoded. No
+connection state, no event loop; the error codes live in ``worker._errors``.
 
 A line is a Request object or a batch (an array of them). Every rule is
 checked on its own, so a rejection still echoes a good ``id``; ``params``
@@ -16,13 +16,8 @@ from typing import Any, NamedTuple
 
 import msgspec
 
-__all__ = ["PARSE_ERROR", "INVALID_REQUEST", "METHOD_NOT_FOUND", "INVALID_PARAMS",
-           "INTERNAL_ERROR", "REQUEST_CANCELLED", "Request", "Rejection", "decode_message",
-           "encode_result", "encode_error", "encode_notification", "shown", "described",
-           "first_byte", "split_path", "ID_LIMIT"]
-
-PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND = -32700, -32600, -32601
-INVALID_PARAMS, INTERNAL_ERROR, REQUEST_CANCELLED = -32602, -32603, -32800
+__all__ = ["Request", "Rejection", "decode_message", "encode_result", "encode_error",
+           "encode_notification", "shown", "described", "first_byte", "ID_LIMIT", "NOT_JSON"]
 
 _UNSET = msgspec.UNSET
 
@@ -208,11 +203,3 @@ def first_byte(raw: msgspec.Raw) -> bytes:
     whitespace around a Raw value)."""
     with memoryview(raw) as view:
         return bytes(view[:1])
-
-
-def split_path(message: str) -> tuple[str, str]:
-    """msgspec ends a ValidationError with `` - at `$.a.b[2]` ``; split it off."""
-    head, sep, tail = message.rpartition(" - at `")
-    if sep and tail.endswith("`"):
-        return head, tail[:-1]
-    return message, "$"

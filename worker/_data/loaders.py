@@ -7,14 +7,22 @@ path, or the file and column) and turns its input into integer key codes and
 numpy columns; every data rule lives in ``_dataset.build_dataset``.
 Readers return a ``CandleColumns`` from a helper so that no local variable
 keeps a second reference to a column the builder may replace.
+
+Rows come as dicts (the library, ``json.loads``) or as the ``CandleRow``
+Structs the daemon's decoder made: those msgspec has already checked
+(``validate.DECODED``), so their columns are read straight into numpy with
+no second check and no dict in between. A Struct built in Python is checked
+like a dict.
 """
 
 from __future__ import annotations
 
 import json
 from itertools import chain
+from operator import attrgetter
 from typing import Any
 
+import msgspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -26,6 +34,7 @@ from .._core.dataset import (
     build_dataset,
     check_options,
 )
+from .._core.validate import DECODED
 from .._errors import InvalidParams
 
 __all__ = ["dataset_from_rows", "dataset_from_columnar"]
@@ -80,10 +89,11 @@ def _kind(value: Any) -> str:
 
 # ---------------------------------------------------------------- rows
 
-def dataset_from_rows(calls: list[dict], candles_by_call_id: dict[str, list[dict]],
+def dataset_from_rows(calls: list[dict], candles_by_call_id: dict[str, list[Any]],
                       *, series_key: str = "call_id",
                       on_bad_series: str = "error") -> Dataset:
-    """The CLI payload: per-key lists of ``{timestamp (s), open, ..., volume?}``.
+    """The CLI payload: per-key lists of ``{timestamp (s), open, ..., volume?}``
+    (dicts, or ``protocol.CandleRow`` Structs).
 
     With ``series_key="mint"`` the keys of ``candles_by_call_id`` are mints.
     """
@@ -106,7 +116,11 @@ def _candles_from_rows(by_key: Any) -> CandleColumns:
                                 path=f"{root}[{json.dumps(name)}]")
     lengths = np.array([len(by_key[k]) for k in names], dtype=np.int64)
     rows = list(chain.from_iterable(by_key.values()))
-    table = _RowTable(names, lengths, rows)
+    decoded = any(by_key is d for d in DECODED.get())
+    if not decoded and rows and isinstance(rows[0], msgspec.Struct):
+        # Built in Python, so never checked: read as the dicts they hold.
+        rows = [msgspec.structs.asdict(r) if isinstance(r, msgspec.Struct) else r for r in rows]
+    table = _RowTable(names, lengths, rows, decoded=decoded)
     codes = np.repeat(np.arange(len(names), dtype=np.int64), lengths)
     return CandleColumns(
         keys=KeyColumn(names=names, chunks=[(codes, None)]),
@@ -119,15 +133,23 @@ def _candles_from_rows(by_key: Any) -> CandleColumns:
 class _RowTable:
     """Pulls one numeric field out of all candle rows at once.
 
-    The fast path is a list comprehension plus numpy's type inference; only on
+    Rows the decoder checked (``decoded``) are read with ``np.fromiter``.
+    Dicts take a list comprehension plus numpy's type inference; only on
     failure do we walk the rows again to name the exact bad one.
     """
 
-    def __init__(self, names: list[str], lengths: np.ndarray, rows: list) -> None:
-        self.names, self.rows = names, rows
+    def __init__(self, names: list[str], lengths: np.ndarray, rows: list, *,
+                 decoded: bool = False) -> None:
+        self.names, self.rows, self.decoded = names, rows, decoded
         self.ends = np.cumsum(lengths)
 
     def column(self, field: str, *, optional: bool = False) -> np.ndarray:
+        if self.decoded:  # CandleRow Structs: floats, and a volume may be null
+            get = attrgetter(field)
+            if not optional:
+                return np.fromiter(map(get, self.rows), np.float64, len(self.rows))
+            values = np.array(list(map(get, self.rows)), dtype=np.float64)  # null: NaN
+            return np.where(np.isnan(values) | (values == 0), 0.0, values)  # as ``or 0.0``
         try:
             if optional:  # a missing or null volume is 0.0
                 values = [r.get(field) or 0.0 for r in self.rows]

@@ -14,9 +14,10 @@ It loads every kernel from Numba's on-disk cache (``warm_kernels``), says
 - ``{"op": "drop_job", "job": id}``, ``{"op": "forget", "key": dataset_key}``:
   no reply.
 
-Frames both ways: 4-byte big-endian length, then a msgpack payload. fd 1 is
-moved away at start and pointed at stderr, so a stray ``print`` can never
-corrupt a frame; logs go to stderr, which the daemon shares.
+Frames both ways (``worker._pool.codec``): 4-byte big-endian length, then a
+msgpack payload. fd 1 is moved away at start and pointed at stderr, so a
+stray ``print`` can never corrupt a frame; logs go to stderr, which the
+daemon shares.
 
 ``NUMBA_NUM_THREADS`` (set by the daemon, default 1) keeps N processes on N
 cores from oversubscribing them.
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import os
 import signal
-import struct
 import sys
 import time
 import traceback
@@ -34,40 +34,8 @@ from collections import OrderedDict, deque
 from typing import Any, BinaryIO
 
 import msgspec
-import numpy as np
 
-HEADER = struct.Struct(">I")
-MAX_FRAME = (1 << 32) - 1
-
-_encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder()
-
-
-def encode_frame(msg: Any) -> bytes:
-    payload = _encoder.encode(msg)
-    if len(payload) > MAX_FRAME:
-        raise ValueError(f"pool frame of {len(payload)} bytes is too large")
-    return HEADER.pack(len(payload)) + payload
-
-
-def decode_payload(payload: bytes | bytearray | memoryview) -> Any:
-    return _decoder.decode(payload)
-
-
-def pack_array(a: np.ndarray) -> dict:
-    a = np.ascontiguousarray(a)
-    return {"dtype": a.dtype.str, "shape": list(a.shape),
-            "data": memoryview(a.reshape(-1).view(np.uint8))}
-
-
-def unpack_array(d: dict, *, writable: bool = True) -> np.ndarray:
-    """``writable``: a copy (kernels were compiled for writable level arrays;
-    a read-only one would be a new type and a new compile)."""
-    a = np.frombuffer(d["data"], dtype=np.dtype(d["dtype"])).reshape(d["shape"])
-    return a.copy() if writable else a
-
-
-# ----------------------------------------------------------------- the process
+from .codec import encode_frame, pack_array, read_frame, unpack_array
 
 _DATASETS_KEPT = 4
 _FORGOTTEN_KEPT = 1024
@@ -191,13 +159,6 @@ def _die_with_parent() -> None:
         os._exit(0)  # the parent died before prctl took effect
 
 
-def _read_exactly(inp: BinaryIO, n: int) -> bytes | None:
-    data = inp.read(n)
-    if data is None or len(data) < n:
-        return None
-    return data
-
-
 def main() -> int:
     # The daemon decides when we stop: Ctrl-C in a terminal goes to it, not us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -226,14 +187,10 @@ def main() -> int:
                      "start_s": time.perf_counter() - t,
                      "numba_threads": int(numba.config.NUMBA_NUM_THREADS)})
         while True:
-            head = _read_exactly(inp, HEADER.size)
-            if head is None:
+            msg = read_frame(inp)
+            if msg is None:
                 return 0  # EOF: the daemon closed the pool (or died)
-            (n,) = HEADER.unpack(head)
-            payload = _read_exactly(inp, n)
-            if payload is None:
-                return 0
-            server.handle(decode_payload(payload))
+            server.handle(msg)
     except BrokenPipeError:
         return 0  # the daemon is gone
 

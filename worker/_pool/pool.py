@@ -13,17 +13,17 @@ spans on datasets in shared memory.
   once per process, its candle scan runs once per process; spans are tiny.
 - Work: a job's items are cut into contiguous spans of about equal cost
   (~25 ms each; one span when the whole job is smaller), queued, and pulled
-  by idle processes; concurrent ``evaluate()`` calls take turns (round
+  by idle processes; concurrent ``evaluate()`` requests take turns (round
   robin), so none waits for another to drain. Results are assembled in item
   order.
 - Failure: a pool process that dies while serving a span (a crash, the OOM
   killer, SIGKILL) is replaced in the background (``restarts`` counts it)
   and the span is retried once on another process (``span_retries``); the
-  call still answers every item exactly. Lost a second time, the span fails
-  its call (``InternalError``, -32603) naming the span, both processes and
+  request still answers every item exactly. Lost a second time, the span fails
+  its request (``InternalError``, -32603) naming the span, both processes and
   how they ended (``exit_text``): never a partial answer. A process that
   dies idle fails nothing. A pool process that fails on a span (an exception
-  in it, a dataset file gone) fails that call at once: no retry, as it would
+  in it, a dataset file gone) fails that request at once: no retry, as it would
   fail again.
 - Stalls: a span with no reply for ``max(stall_timeout_min_s, stall_factor
   x its estimate)`` (the estimate: ``cut_spans``' cost model, ``span_seconds``)
@@ -41,20 +41,7 @@ spans on datasets in shared memory.
   every process is reaped. Pool processes also ask the kernel to kill them
   when the daemon dies (``PR_SET_PDEATHSIG``), so none is ever orphaned.
 
-Layers, each using only those below it: this module (slots that start, serve
-and replace processes; ``evaluate``), ``_pool_calls`` (calls in flight, the
-span queue), ``_pool_proc`` (processes: start, read, reap, stop),
-``_pool_spans`` (a job as spans and spec), ``_pool_child`` (the process);
-``_pool_flow`` drives whole flows on a pool (``run_flow``).
-
-Use::
-
-    async with WorkerPool(size) as pool:
-        shared = share_dataset(ds)           # once per dataset; keep shared.dataset
-        metrics, exits, skipped = await pool.evaluate(shared, "ds-1", job)
-        result = await run_flow(pool, shared, "ds-1", optimize_flow(shared.dataset))  # whole flows
-        ...
-        await pool.forget("ds-1"); shared.close()
+The subpackage's layers and how to use it: ``worker._pool`` (its docstring).
 """
 
 from __future__ import annotations
@@ -69,15 +56,13 @@ import anyio
 
 from .._core.jobs import Arrays, GridJob, OnRows
 from .._errors import InternalError
-from .calls import Call, CallQueue
-from .child import encode_frame, unpack_array
-from .flow import run_flow
+from .codec import encode_frame, unpack_array
 from .proc import DEATH_ERRORS, Child, ChildDied, Processes, StartFailed, exit_text, send_signal
+from .requests import PoolRequest, RequestQueue
 from .shm import SharedDataset
 from .spans import (
     EVALS_PER_SECOND,
     SPAN_SECONDS,
-    available_cpus,
     cut_spans,
     group_sizes,
     job_spec,
@@ -85,7 +70,7 @@ from .spans import (
     stall_timeout,
 )
 
-__all__ = ["WorkerPool", "run_flow", "cut_spans", "available_cpus"]
+__all__ = ["WorkerPool"]
 
 log = logging.getLogger("worker.pool")
 
@@ -122,7 +107,7 @@ class WorkerPool:
         self.on_span_start: Callable[[int, GridJob], None] | None = None
         self._children: list[Child | None] = [None] * size
         self._processes = Processes(env)
-        self._calls = CallQueue()
+        self._requests = RequestQueue()
         self._ids = itertools.count(1)
         self._tg: anyio.abc.TaskGroup | None = None
         self._started = False
@@ -131,16 +116,13 @@ class WorkerPool:
 
     @property
     def _closing(self) -> bool:
-        # One flag: ``aclose`` closes the call queue first thing.
-        return self._calls.closing
+        # One flag: ``aclose`` closes the request queue first thing.
+        return self._requests.closing
 
     @property
     def _wake(self) -> anyio.Event:
         """Set (and replaced) on every change; tests wait on it."""
-        return self._calls.wake
-
-    # Kept as a method: tests size jobs with ``pool._group_sizes``.
-    _group_sizes = staticmethod(group_sizes)
+        return self._requests.wake
 
     # ------------------------------------------------------------ stats
 
@@ -161,7 +143,7 @@ class WorkerPool:
     def stats(self) -> dict[str, Any]:
         return {"size": self.size, "alive": self.alive, "restarts": self.restarts,
                 "stalled": self.stalled, "span_retries": self.span_retries,
-                "queued_spans": self._calls.queued_spans(),
+                "queued_spans": self._requests.queued_spans(),
                 "numba_threads": self.numba_threads,
                 "last_start_error": self._last_start_error or None}
 
@@ -200,7 +182,7 @@ class WorkerPool:
         Any task may call it; idempotent; never leaves a process behind."""
         if self._closed:
             return
-        self._calls.close()
+        self._requests.close()
         with anyio.CancelScope(shield=True):
             await self._processes.stop_all()
             self._closed = True
@@ -213,8 +195,8 @@ class WorkerPool:
                        on_progress: Callable[[int, int], None] | None = None,
                        on_rows: OnRows | None = None,
                        span: tuple[int, int] | None = None) -> Arrays:
-        """Metrics ``[n_items, 11]``, exits ``[n_items, 4]``, skips ``[n_items, 3]``
-        of every item of ``job``, as ``worker._core.jobs.evaluate`` would give them.
+        """The result arrays (metrics, exits, skips: ``worker._core.layouts``) of
+        every item of ``job``, as ``worker._core.jobs.evaluate`` would give them.
         ``span=(a, b)``: only items ``[a, b)`` (``b - a`` rows), cut into spans
         the same way (a checkpointed run's chunk, ``worker._run.checkpoint``).
 
@@ -222,7 +204,7 @@ class WorkerPool:
         spans complete, last with ``done == total``; ``on_rows(job, a, arrays)``
         (also in this task) with each span's rows as they land (``a``: the
         span's first job item). Raises ``InternalError``
-        when a span of this call is lost twice (its process died or stalled
+        when a span of this request is lost twice (its process died or stalled
         on both attempts), or a pool process fails on it.
         """
         if self._closing or not self._started:
@@ -236,34 +218,34 @@ class WorkerPool:
             sizes = group_sizes(shared, job)
             spans = cut_spans(sizes, job.levels.n_points, self.size,
                               self.target_span_evaluations, span)
-            call = Call(next(self._ids), job, spec, spans, total, base=lo,
-                        estimates=span_seconds(sizes, job.levels.n_points, spans))
+            request = PoolRequest(next(self._ids), job, spec, spans, total, base=lo,
+                                  estimates=span_seconds(sizes, job.levels.n_points, spans))
             if total == 0:
-                return call.out
-            self._calls.add(call)
+                return request.out
+            self._requests.add(request)
             reported = 0
             try:
                 while True:
-                    if call.error is not None:
-                        raise call.error
-                    while call.landed:
-                        a, b = call.landed.pop()
+                    if request.error is not None:
+                        raise request.error
+                    while request.landed:
+                        a, b = request.landed.pop()
                         if on_rows is not None:
-                            on_rows(job, a, tuple(o[a - lo:b - lo] for o in call.out))
-                    if call.done != reported and on_progress is not None:
-                        reported = call.done
+                            on_rows(job, a, tuple(o[a - lo:b - lo] for o in request.out))
+                    if request.done != reported and on_progress is not None:
+                        reported = request.done
                         on_progress(reported, total)
-                    if call.done == total:
-                        return call.out
-                    await call.changed.wait()
+                    if request.done == total:
+                        return request.out
+                    await request.changed.wait()
             finally:
-                self._calls.finish(call)
+                self._requests.finish(request)
 
     async def wait_ready(self) -> None:
         """Wait until every place in the pool has a ready process (after a
         restart, say). Returns at once when the pool is closing."""
         while self.alive < self.size and not self._closing:
-            await self._calls.wake.wait()
+            await self._requests.wake.wait()
 
     async def forget(self, dataset_key: str) -> None:
         """Tell every pool process to unmap the dataset ``dataset_key``
@@ -272,14 +254,14 @@ class WorkerPool:
         for child in self._children:
             if child is not None and not child.dead:
                 child.control.append(frame)
-        self._calls.notify()
+        self._requests.notify()
 
     # ------------------------------------------------------------ internals
 
     async def _serve(self, child: Child) -> None:
         """Hand spans to one ready pool process until it dies or the pool closes."""
         while True:
-            work = await self._calls.next_work(child)
+            work = await self._requests.next_work(child)
             while child.control:
                 frame = child.control.pop(0)
                 try:
@@ -288,48 +270,48 @@ class WorkerPool:
                     raise ChildDied from None
             if work is None:
                 continue
-            call, span = work
-            msg: dict[str, Any] = {"op": "eval", "job": call.id, "span": list(span)}
-            if call.id not in child.jobs:
-                msg["spec"] = call.spec
-            last = not call.spans  # the call's last span: no need to keep the job
+            request, span = work
+            msg: dict[str, Any] = {"op": "eval", "job": request.id, "span": list(span)}
+            if request.id not in child.jobs:
+                msg["spec"] = request.spec
+            last = not request.spans  # the request's last span: no need to keep the job
             if last:
                 msg["last"] = True
             if child.has_exited():
-                self._calls.requeue(call, span)
+                self._requests.requeue(request, span)
                 raise ChildDied
             try:
                 await child.send(encode_frame(msg))
             except DEATH_ERRORS:
-                # It was gone before it got the span: not this call's fault.
-                self._calls.requeue(call, span)
+                # It was gone before it got the span: not this request's fault.
+                self._requests.requeue(request, span)
                 raise ChildDied from None
             if last:
-                child.jobs.discard(call.id)
-                call.holders.discard(child)
+                child.jobs.discard(request.id)
+                request.holders.discard(child)
             else:
-                child.jobs.add(call.id)
-                call.holders.add(child)
-            child.serving, child.serving_span = call, span
+                child.jobs.add(request.id)
+                request.holders.add(child)
+            child.serving, child.serving_span = request, span
             if self.on_span_start is not None:
                 try:
-                    self.on_span_start(child.pid, call.job)
+                    self.on_span_start(child.pid, request.job)
                 except Exception:
                     log.exception("on_span_start hook failed")
-            reply = await self._reply(child, call.estimates.get(span, 0.0))
+            reply = await self._reply(child, request.estimates.get(span, 0.0))
             child.serving = child.serving_span = None
-            if call.finished or call.error is not None:
+            if request.finished or request.error is not None:
                 continue  # cancelled or failed meanwhile: discard
             if not reply.get("ok"):
-                self._calls.fail(call, InternalError(
+                self._requests.fail(request, InternalError(
                     f"pool process {child.pid} failed on this request: {reply.get('error')}"))
                 continue
             a, b = span
-            for out, key in zip(call.out, ("m", "e", "s")):
-                out[a - call.base:b - call.base] = unpack_array(reply[key], writable=False)
-            call.done += b - a
-            call.landed.append(span)
-            call.notify()
+            for out, key in zip(request.out, ("m", "e", "s")):
+                out[a - request.base:b - request.base] = unpack_array(reply[key], writable=False)
+            request.done += b - a
+            request.landed.append(span)
+            request.notify()
 
     async def _reply(self, child: Child, estimate: float) -> Any:
         """The reply to the span ``child`` is serving; raises ``ChildDied``
@@ -365,17 +347,17 @@ class WorkerPool:
                 self._last_start_error = str(e)
                 log.error("%s; retrying in %.1f s", e, backoff)
                 if self.alive == 0:  # nobody can serve the queue
-                    self._calls.fail_all(f"no pool process is available: {e}")
+                    self._requests.fail_all(f"no pool process is available: {e}")
                 await anyio.sleep(backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF)
                 continue
             backoff = 0.5
             self._children[index] = child
             first_ready.set()
-            self._calls.notify()  # wake: work may have been waiting for a process
+            self._requests.notify()  # wake: work may have been waiting for a process
             try:
                 async with anyio.create_task_group() as tg:
-                    tg.start_soon(child.read_replies, self._calls.notify)
+                    tg.start_soon(child.read_replies, self._requests.notify)
                     try:
                         await self._serve(child)
                     except ChildDied:
@@ -389,10 +371,10 @@ class WorkerPool:
                 child.dead = True
                 child.close_streams()
                 self._children[index] = None
-                call, span = child.serving, child.serving_span
+                request, span = child.serving, child.serving_span
                 if self._closing:
-                    if call is not None:
-                        self._calls.fail(call, InternalError("the process pool is shutting down"))
+                    if request is not None:
+                        self._requests.fail(request, InternalError("the process pool is shutting down"))
                     await self._processes.reap(child)
             if self._closing:
                 return
@@ -401,10 +383,10 @@ class WorkerPool:
             what = (f"pool process {child.pid} died ({exit_text(rc)})" if child.stalled is None
                     else f"pool process {child.pid} stalled ({child.stalled}) and was killed "
                          f"({exit_text(rc)})")
-            if call is None or span is None:
+            if request is None or span is None:
                 log.error("%s while idle; replacing it", what)
                 continue
-            outcome = self._calls.lose(call, span, what)
+            outcome = self._requests.lose(request, span, what)
             if outcome == "retried":
                 self.span_retries += 1
             log.error("%s while serving span [%d, %d); replacing it; %s", what, *span,

@@ -21,7 +21,7 @@ import anyio
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from .child import HEADER, decode_payload
+from .codec import HEADER, decode_payload
 
 __all__ = ["DEATH_ERRORS", "Child", "ChildDied", "Processes", "StartFailed",
            "exit_text", "send_signal"]
@@ -75,7 +75,7 @@ class Child:
         self.dead = False
         self.jobs: set[int] = set()
         self.control: list[bytes] = []           # frames to send before the next span
-        self.serving: Any = None  # its call in progress (a _pool_calls.Call: a layer above)
+        self.serving: Any = None  # its request in progress (a PoolRequest: a layer above)
         self.serving_span: tuple[int, int] | None = None   # and the span of it
         self.stalled: str | None = None  # why the pool killed it as stalled, if it did
         self.replies_send, self.replies = anyio.create_memory_object_stream[Any](math.inf)

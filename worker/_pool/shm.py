@@ -136,10 +136,6 @@ class SharedDataset:
         """Bytes of the shared file (the arrays plus alignment padding)."""
         return self.descriptor.size
 
-    @property
-    def closed(self) -> bool:
-        return self._close_requested
-
     def close(self) -> None:
         """Unlink the file now, or when the last ``hold()`` ends. Idempotent."""
         self._close_requested = True

@@ -1,7 +1,6 @@
 """What a ``GridJob`` becomes on the process pool (``worker._pool.pool``): the
 spec each pool process gets once per job, the job cut into spans of about
-equal cost, a span's estimated time and stall timeout, and how many CPUs
-there are to size the pool by (``available_cpus``, from ``worker._pool.cpus``).
+equal cost, and a span's estimated time and stall timeout.
 
 Pure functions of their arguments: no processes, no event loop.
 """
@@ -14,16 +13,14 @@ import msgspec
 import numpy as np
 
 from .._core.jobs import GridJob
-from .child import pack_array
-from .cpus import available_cpus
+from .._core.tunables import EVALS_PER_SECOND, ITEM_OVERHEAD
+from .codec import pack_array
 from .shm import SharedDataset
 
-__all__ = ["EVALS_PER_SECOND", "SPAN_SECONDS", "ITEM_OVERHEAD", "available_cpus",
-           "cut_spans", "group_sizes", "job_spec", "span_seconds", "stall_timeout"]
+__all__ = ["EVALS_PER_SECOND", "SPAN_SECONDS", "ITEM_OVERHEAD", "cut_spans", "group_sizes",
+           "job_spec", "span_seconds", "stall_timeout"]
 
-EVALS_PER_SECOND = 20_000_000     # one pool process, one thread (rough, for sizing)
 SPAN_SECONDS = 0.025              # target duration of one span
-ITEM_OVERHEAD = 16                # evaluations' worth of fixed cost per item
 
 
 def cut_spans(group_sizes: np.ndarray, n_points: int, n_workers: int,

@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from .._errors import WorkerError
+from .._errors import InvalidParams, WorkerError
 
 # Written at the end of a run, in this order of importance for the report.
 REQUIRED = ("results.parquet", "run.json", "result.json")
@@ -20,7 +20,7 @@ REQUIRED = ("results.parquet", "run.json", "result.json")
 class NotARunDirectory(WorkerError):
     """The directory is missing, unfinished or unreadable (an invalid argument)."""
 
-    code = -32602
+    code = InvalidParams.code
 
 
 def analyze(run_dir: Path) -> list[Path]:

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from protocol import Params
 
-from .._core.kernels import EXIT_REASONS, SKIP_REASONS
+from .._core.layouts import EXIT_REASONS, N_EXITS, N_METRICS, N_SKIPS, SKIP_REASONS
 from .summary import pearson, point_means, summary_markdown, table_columns  # noqa: F401
 from .text import (  # noqa: F401  (re-exported: _plots, tests)
     CORR_METRICS,
@@ -37,12 +37,15 @@ from .text import (  # noqa: F401  (re-exported: _plots, tests)
     PERCENT,
     SIGNED,
     TOP_N,
+    exit_column,
     fmt_metric,
     fmt_param,
     fmt_params,
     md_cell,
     md_table,
+    skip_column,
     skip_reasons,
+    table_column_names,
 )
 
 # --------------------------------------------------------------- results table
@@ -58,9 +61,9 @@ def results_table(*, mode: str, params: list[Params], metrics: np.ndarray, exits
     n_points = len(params)
     n_rows = n_points * (1 if callers is None else len(callers))
     failed = np.asarray(failed, bool).reshape(n_rows)
-    metrics = np.asarray(metrics, np.float64).reshape(n_rows, len(METRICS[mode]))
-    exits = np.asarray(exits).reshape(n_rows, len(EXIT_REASONS))
-    skipped = np.asarray(skipped).reshape(n_rows, len(SKIP_REASONS))
+    metrics = np.asarray(metrics, np.float64).reshape(n_rows, N_METRICS)
+    exits = np.asarray(exits).reshape(n_rows, N_EXITS)
+    skipped = np.asarray(skipped).reshape(n_rows, N_SKIPS)
     reps = n_rows // n_points if n_points else 0
     cols: dict[str, pa.Array] = {}
     if callers is not None:
@@ -73,9 +76,9 @@ def results_table(*, mode: str, params: list[Params], metrics: np.ndarray, exits
         cols[name] = (_ints(metrics[:, j], failed) if name in COUNTS
                       else _floats(metrics[:, j], failed))
     for j, reason in enumerate(EXIT_REASONS):
-        cols[f"exits_{reason}"] = _ints(exits[:, j], failed)
+        cols[exit_column(reason)] = _ints(exits[:, j], failed)
     for reason in skip_reasons(mode):
-        cols[f"skipped_{reason}"] = _ints(skipped[:, SKIP_REASONS.index(reason)], failed)
+        cols[skip_column(reason)] = _ints(skipped[:, SKIP_REASONS.index(reason)], failed)
     cols["feasible"] = pa.array(np.asarray(feasible, bool).reshape(n_rows) & ~failed)
     cols["rank"] = pa.array(np.asarray(rank, np.int64).reshape(n_rows))
     cols["failed"] = pa.array(failed)

@@ -13,6 +13,7 @@ import msgspec
 import numpy as np
 
 from .._core.dataset import Dataset
+from .._core.layouts import TRADES_METRIC
 from .._core.optimize import Study, feasible_mask, rank_order, simulate_positions
 from .._core.validate import grid_size
 from .._errors import InvalidParams
@@ -85,7 +86,7 @@ def finish_run(run_dir: Path, ds: Dataset, kind: str, study: Study, result: Any,
     feasible, rank = _feasible_and_rank(study, metrics, job.levels.n_points)
     table = results_table(mode=study.mode, params=job.levels.params, metrics=metrics,
                           exits=exits, skipped=skipped, feasible=feasible, rank=rank,
-                          failed=np.isnan(metrics[:, 0]), callers=callers)
+                          failed=_failed_rows(study, metrics), callers=callers)
     trades = _best_trades(ds, kind, study, result)
     meta = {"kind": kind, "mode": study.mode, "objective": study.objective,
             "minimize": study.minimize, "initial_capital": study.config.initial_capital,
@@ -103,6 +104,12 @@ def finish_run(run_dir: Path, ds: Dataset, kind: str, study: Study, result: Any,
     else:
         (run_dir / "best_trades.json").unlink(missing_ok=True)
     return write_report(run_dir, table=table, meta=meta, result=result, best_trades=trades)
+
+
+def _failed_rows(study: Study, metrics: np.ndarray) -> np.ndarray:
+    """Rows of failed chunks: NaN metrics (an evaluated row always has a
+    trade count)."""
+    return np.isnan(metrics[:, study.column(TRADES_METRIC[study.mode])])
 
 
 def _feasible_and_rank(study: Study, metrics: np.ndarray, n_points: int):

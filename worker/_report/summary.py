@@ -252,7 +252,7 @@ def _per_caller(run: _Run) -> list[str]:
     # The best objective is shown once, not again as capital or return.
     extra = [(k, label) for k, label in (("final_capital", "final capital"),
                                          ("total_return", "total return"))
-             if k != run.objective and not (k == "final_capital" and run.mode != "capital")]
+             if k != run.objective and k in METRICS[run.mode]]
     body = []
     for name, r in per.items():
         bm = r.get("best_metrics") or {}

@@ -1,7 +1,8 @@
 """Names and number formats of the run directory's report (``worker._report.report``,
 ``worker._report.summary``, ``worker._report.plots``): which metrics a mode has, which
 are counts, percents or money, and how a figure, a parameter or a markdown
-table cell is written. Pure functions; no I/O.
+table cell is written, and the results table's columns. Metric and reason
+names come from ``worker._core.layouts``. Pure functions; no I/O.
 """
 
 from __future__ import annotations
@@ -9,15 +10,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .._core.kernels import CAPITAL_METRICS, PER_TRADE_METRICS, SKIP_REASONS
+from .._core.layouts import COUNT_METRICS, EXIT_REASONS, METRICS, MODE_SKIP_REASONS
 
 __all__ = ["METRICS", "PARAMS", "COUNTS", "PERCENT", "SIGNED", "MONEY", "KEY_METRICS",
-           "CORR_METRICS", "TOP_N", "FLAGS", "skip_reasons", "fmt_metric", "fmt_param",
-           "fmt_params", "md_cell", "md_table"]
+           "CORR_METRICS", "TOP_N", "FLAGS", "skip_reasons", "exit_column", "skip_column",
+           "table_column_names", "fmt_metric", "fmt_param", "fmt_params", "md_cell", "md_table"]
 
-METRICS = {"capital": CAPITAL_METRICS, "per_trade": PER_TRADE_METRICS}
 PARAMS = ("tp_mult", "sl_mult", "max_hold_hrs")
-COUNTS = frozenset({"trades_executed", "wins", "losses", "trades_skipped", "trades"})
+COUNTS = COUNT_METRICS
 PERCENT = frozenset({"total_return", "win_rate", "max_drawdown", "avg_return", "median_return"})
 SIGNED = frozenset({"total_return", "avg_return", "median_return"})
 MONEY = frozenset({"final_capital", "fees_paid"})
@@ -36,7 +36,22 @@ FLAGS = ("collapsed_capital", "requires_extreme_params")
 
 def skip_reasons(mode: str) -> tuple[str, ...]:
     """Per-trade mode has no account, so ``no_entry`` is its only skip (SPEC 3)."""
-    return ("no_entry",) if mode == "per_trade" else SKIP_REASONS
+    return MODE_SKIP_REASONS[mode]
+
+
+def exit_column(reason: str) -> str:
+    return f"exits_{reason}"
+
+
+def skip_column(reason: str) -> str:
+    return f"skipped_{reason}"
+
+
+def table_column_names(mode: str, per_caller: bool = False) -> list[str]:
+    """The results table's columns, in order (``report.results_table``)."""
+    return [*(("caller",) if per_caller else ()), "index", *PARAMS, *METRICS[mode],
+            *map(exit_column, EXIT_REASONS), *map(skip_column, skip_reasons(mode)),
+            "feasible", "rank", "failed"]
 
 
 def fmt_metric(name: str, value: Any) -> str:

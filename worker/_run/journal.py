@@ -1,7 +1,8 @@
 """The checkpoint journal of a run directory (docs/run-directory.md).
 
 ``journal.jsonl``: a header line, then one line per finished (or failed)
-chunk. A chunk is a fixed span of a job's items (``chunk_spans``): chunk
+chunk. A chunk is a fixed span of a job's items (``chunk_spans``, in
+``worker._run.chunks`` with the fingerprint): chunk
 ``j<k>:<a>-<b>`` is items ``[a, b)`` of the k-th job the run's flow yields.
 Spans depend only on the job (its size and how many calls it covers), never
 on the pool size or on timing, so a resumed run cuts its jobs the same way
@@ -21,112 +22,37 @@ import base64
 import binascii
 import datetime as _dt
 import fcntl
-import hashlib
-import math
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
 import msgspec
 import numpy as np
 
-from .._core.dataset import Dataset
-from .._core.jobs import Arrays, GridJob
+from .._core.jobs import Arrays
+from .._core.layouts import RESULT_DTYPES, RESULT_WIDTHS
 from .._errors import CheckpointMismatch
+from .chunks import (  # noqa: F401  (the journal's public names, as before the split)
+    CHUNK_EVALUATIONS,
+    CHUNK_ITEMS,
+    JOURNAL_VERSION,
+    chunk_id,
+    chunk_items,
+    chunk_spans,
+    fingerprint,
+)
 
 __all__ = [
     "JOURNAL_VERSION", "CHUNK_EVALUATIONS", "CHUNK_ITEMS", "chunk_items", "chunk_spans",
     "chunk_id", "fingerprint", "ChunkEntry", "FailedEntry", "Journal",
 ]
 
-JOURNAL_VERSION = 1        # the line format; also part of every fingerprint
-
-# Chunk sizing (part of every fingerprint: changing it changes chunk ids, so
-# a journal written with other values is refused, never mixed). A chunk is
-# about CHUNK_EVALUATIONS call x grid-point evaluations, ~1.2 s of one core
-# at ~27 M evaluations/s; at most CHUNK_ITEMS items (a journal line is ~192
-# bytes per item, so at most ~3 MB). The environment variables are for tests
-# that need many chunks from a small run in a subprocess.
-CHUNK_EVALUATIONS = int(os.environ.get("OPTIMIZER_WORKER_CHUNK_EVALUATIONS", 32_000_000))
-CHUNK_ITEMS = int(os.environ.get("OPTIMIZER_WORKER_CHUNK_ITEMS", 16_384))
-_ITEM_OVERHEAD = 16        # evaluations' worth of fixed cost per item (as the pool's spans)
-
-# field: (columns, dtype in the file, dtype in memory)
-_SHAPES = {"m": (11, np.dtype("<f8"), np.float64), "e": (4, np.dtype("<i8"), np.int64),
-           "s": (3, np.dtype("<i8"), np.int64)}
-
-
-# ------------------------------------------------------------------ chunks
-
-def chunk_items(job: GridJob) -> int:
-    """Items per chunk of ``job``: ~CHUNK_EVALUATIONS evaluations, where an
-    item costs the average number of calls of a group (+ a fixed overhead);
-    between 1 and CHUNK_ITEMS. A function of the job alone."""
-    groups = max(1, job.n_groups)
-    per_item = math.ceil(int(job.positions.size) / groups) + _ITEM_OVERHEAD
-    return max(1, min(CHUNK_ITEMS, CHUNK_EVALUATIONS // per_item))
-
-
-def chunk_spans(job: GridJob) -> list[tuple[int, int]]:
-    """``job``'s items cut into contiguous chunks ``[a, b)`` of nearly equal
-    size (they differ by at most one item), covering every item once."""
-    n = job.n_items
-    if n == 0:
-        return []
-    count = math.ceil(n / chunk_items(job))
-    bounds = [n * i // count for i in range(count + 1)]
-    return [(bounds[i], bounds[i + 1]) for i in range(count)]
-
-
-def chunk_id(job: int, span: tuple[int, int]) -> str:
-    return f"j{job}:{span[0]}-{span[1]}"
-
-
-# ------------------------------------------------------------------ fingerprint
-
-_VOLATILE = frozenset({"progress_token", "run_id", "checkpoint_dir", "restart"})
-
-
-def _stable(value: Any) -> Any:
-    """``value`` without the volatile keys, at any depth."""
-    if isinstance(value, dict):
-        return {k: _stable(v) for k, v in value.items() if k not in _VOLATILE}
-    if isinstance(value, list):
-        return [_stable(v) for v in value]
-    return value
-
-
-def _frame(h: Any, data: bytes) -> None:
-    h.update(len(data).to_bytes(8, "little"))
-    h.update(data)
-
-
-def fingerprint(ds: Dataset, request: Any) -> str:
-    """sha256 (hex) of what a run computes: every array of ``ds`` (name,
-    dtype, shape, bytes; hashed in place, no copies), its strings (caller
-    names decide which calls ``caller_groups`` picks), the canonical JSON of
-    ``request`` (sorted keys; no ``progress_token``, ``run_id``,
-    ``checkpoint_dir``, ``restart``), the journal version and chunk rule,
-    and the worker's version (a new kernel may give other numbers)."""
-    from .. import __version__
-
-    h = hashlib.sha256()
-    _frame(h, (f"optimizer-worker journal v{JOURNAL_VERSION}; chunks {CHUNK_EVALUATIONS} "
-               f"evaluations, <= {CHUNK_ITEMS} items, overhead {_ITEM_OVERHEAD}; "
-               f"worker {__version__}").encode())
-    for f in fields(ds):
-        value = getattr(ds, f.name)
-        if isinstance(value, np.ndarray):
-            _frame(h, f"{f.name} {value.dtype.str} {list(value.shape)}".encode())
-            data = value if value.flags.c_contiguous else np.ascontiguousarray(value)
-            h.update(data.nbytes.to_bytes(8, "little"))
-            h.update(memoryview(data).cast("B") if data.ndim else data.tobytes())
-        else:
-            _frame(h, f.name.encode())
-            _frame(h, msgspec.json.encode(value))
-    _frame(h, msgspec.json.encode(_stable(msgspec.to_builtins(request)), order="sorted"))
-    return h.hexdigest()
+# A chunk line's fields of the result arrays (``layouts.RESULT_NAMES``), in
+# order: field -> (columns, dtype in the file: little-endian, dtype in memory).
+_KEYS = ("m", "e", "s")
+_SHAPES = {k: (w, np.dtype(d).newbyteorder("<"), d)
+           for k, w, d in zip(_KEYS, RESULT_WIDTHS, RESULT_DTYPES, strict=True)}
 
 
 # ------------------------------------------------------------------ entries
@@ -168,7 +94,7 @@ class _EntryLine(msgspec.Struct, tag_field="type"):
 
 
 class _Chunk(_EntryLine, tag="chunk"):
-    m: str
+    m: str  # the fields of _KEYS: base64 of the result arrays' bytes
     e: str
     s: str
 
@@ -217,13 +143,13 @@ def _encode(entry: ChunkEntry | FailedEntry) -> bytes:
     if isinstance(entry, FailedEntry):
         line: Any = _Failed(id=entry.id, job=int(entry.job), span=(a, b), error=str(entry.error))
     else:
-        m, e, s = entry.arrays
-        for arr, key in ((m, "m"), (e, "e"), (s, "s")):
+        fields_ = {}
+        for arr, key in zip(entry.arrays, _KEYS, strict=True):
             if arr.shape != (b - a, _SHAPES[key][0]):
                 raise ValueError(f"chunk {entry.id}: array {key!r} has shape {arr.shape}, "
                                  f"expected {(b - a, _SHAPES[key][0])}")
-        line = _Chunk(id=entry.id, job=int(entry.job), span=(a, b), m=_b64(m, _SHAPES["m"][1]),
-                      e=_b64(e, _SHAPES["e"][1]), s=_b64(s, _SHAPES["s"][1]))
+            fields_[key] = _b64(arr, _SHAPES[key][1])
+        line = _Chunk(id=entry.id, job=int(entry.job), span=(a, b), **fields_)
     return _ENCODER.encode(line) + b"\n"
 
 
@@ -361,9 +287,8 @@ class Journal:
         if isinstance(line, _Failed):
             self._record(FailedEntry(line.job, (a, b), line.error))
         else:
-            self._record(ChunkEntry(line.job, (a, b), (
-                _unb64(line.m, b - a, "m"), _unb64(line.e, b - a, "e"),
-                _unb64(line.s, b - a, "s"))))
+            self._record(ChunkEntry(line.job, (a, b), tuple(  # type: ignore[arg-type]
+                _unb64(getattr(line, key), b - a, key) for key in _KEYS)))
 
     def _record(self, e: ChunkEntry | FailedEntry) -> None:
         """Note an entry of the file: a chunk supersedes a failure of it."""

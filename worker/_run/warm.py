@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import time
 
-from .._core.callers import grouped_eval, optimize_per_caller
-from .._core.optimize import optimize, simulate
+from .._core.optimize import simulate
 from .._data.synthetic import synthetic_dataset
+from .library import grouped_eval, optimize, optimize_per_caller
 
 
 def warm_kernels() -> float:

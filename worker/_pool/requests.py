@@ -1,16 +1,16 @@
-"""The ``evaluate()`` calls in flight on the pool (``worker._pool.pool``) and the
-queue their spans are handed out from: round robin over calls, so none waits
-for another to drain; a failed, cancelled or finished call leaves the queue
-at once.
+"""The requests in flight on the pool (``PoolRequest``: one
+``WorkerPool.evaluate()``) and the queue their spans are handed out from:
+round robin over requests, so none waits for another to drain; a failed,
+cancelled or finished request leaves the queue at once.
 
 Lost spans. A span whose process died before it got it goes back to the
 front (``requeue``; not the span's fault, no attempt counted). A span whose
 process was lost while serving it (died, or killed as stalled) is "lost"
 (``lose``): the first time it goes back to the front, to be served by
 another process (``MAX_SPAN_RETRIES``: the one budget for deaths and stalls
-alike); the second time the call fails with ``InternalError`` naming the
-span and both processes with how they ended. So a call answers either every
-item exactly, or an error: never a partial answer.
+alike); the second time the request fails with ``InternalError`` naming the
+span and both processes with how they ended. So a request answers either
+every item exactly, or an error: never a partial answer.
 
 Everything here runs on the event loop, with no await: each method is
 atomic with respect to the pool's tasks.
@@ -21,25 +21,26 @@ from __future__ import annotations
 from collections import deque
 
 import anyio
-import numpy as np
 
 from .._core.jobs import Arrays, GridJob
+from .._core.layouts import empty_results
 from .._errors import InternalError
-from .child import encode_frame
+from .codec import encode_frame
 from .proc import Child, ChildDied
 
-__all__ = ["Call", "CallQueue", "MAX_SPAN_RETRIES"]
+__all__ = ["MAX_SPAN_RETRIES", "PoolRequest", "RequestQueue"]
 
 MAX_SPAN_RETRIES = 1   # a span lost while being served is tried this many times more
 
 
-class Call:
-    """One ``evaluate()`` in flight."""
+class PoolRequest:
+    """One ``WorkerPool.evaluate()`` in flight: a job's span, cut in spans
+    for the pool's processes, and its result arrays as they fill."""
 
-    def __init__(self, call_id: int, job: GridJob, spec: dict,
+    def __init__(self, request_id: int, job: GridJob, spec: dict,
                  spans: list[tuple[int, int]], total: int, base: int = 0,
                  estimates: list[float] | None = None) -> None:
-        self.id = call_id
+        self.id = request_id
         self.base = base    # the job's item at row 0 of ``out`` (spans are job items)
         self.job = job
         self.spec = spec
@@ -50,8 +51,7 @@ class Call:
         self.total = total
         self.done = 0
         self.landed: list[tuple[int, int]] = []   # spans stored, not yet told to on_rows
-        self.out: Arrays = (np.empty((total, 11), np.float64), np.empty((total, 4), np.int64),
-                            np.empty((total, 3), np.int64))
+        self.out: Arrays = empty_results(total)
         self.error: BaseException | None = None
         self.finished = False
         self.holders: set[Child] = set()   # pool processes that were sent the spec
@@ -62,65 +62,65 @@ class Call:
         self.changed = anyio.Event()
 
 
-class CallQueue:
-    """Calls with spans to hand out, and ``wake``: set (and replaced) on every
-    change, a call queued or failed, a process ready or dead."""
+class RequestQueue:
+    """Requests with spans to hand out, and ``wake``: set (and replaced) on every
+    change, a request queued or failed, a process ready or dead."""
 
     def __init__(self) -> None:
         self.closing = False
         self.wake = anyio.Event()
-        self._queue: deque[Call] = deque()     # calls with spans to hand out
+        self._queue: deque[PoolRequest] = deque()   # requests with spans to hand out
 
     def queued_spans(self) -> int:
-        return sum(len(c.spans) for c in self._queue)
+        return sum(len(r.spans) for r in self._queue)
 
     def notify(self) -> None:
         self.wake.set()
         self.wake = anyio.Event()
 
-    def add(self, call: Call) -> None:
-        self._queue.append(call)
+    def add(self, request: PoolRequest) -> None:
+        self._queue.append(request)
         self.notify()
 
     def close(self) -> None:
-        """Hand out no more spans; fail every queued call."""
+        """Hand out no more spans; fail every queued request."""
         self.closing = True
         self.fail_all("the process pool is shutting down")
         self.notify()
 
     def fail_all(self, message: str) -> None:
-        for call in list(self._queue):
-            self.fail(call, InternalError(message))
+        for request in list(self._queue):
+            self.fail(request, InternalError(message))
 
-    def fail(self, call: Call, error: BaseException) -> None:
-        if call.finished or call.error is not None:
+    def fail(self, request: PoolRequest, error: BaseException) -> None:
+        if request.finished or request.error is not None:
             return
-        call.error = error
-        call.spans.clear()
-        self._unqueue(call)
-        call.notify()
+        request.error = error
+        request.spans.clear()
+        self._unqueue(request)
+        request.notify()
 
-    def _unqueue(self, call: Call) -> None:
+    def _unqueue(self, request: PoolRequest) -> None:
         try:
-            self._queue.remove(call)
+            self._queue.remove(request)
         except ValueError:
             pass
 
-    def finish(self, call: Call) -> None:
+    def finish(self, request: PoolRequest) -> None:
         """Success, failure or cancellation: drop queued spans, free the job."""
-        call.finished = True
-        call.spans.clear()
-        self._unqueue(call)
-        if call.holders:
-            frame = encode_frame({"op": "drop_job", "job": call.id})
-            for child in call.holders:
+        request.finished = True
+        request.spans.clear()
+        self._unqueue(request)
+        if request.holders:
+            frame = encode_frame({"op": "drop_job", "job": request.id})
+            for child in request.holders:
                 if not child.dead:
                     child.control.append(frame)
-            call.holders.clear()
+            request.holders.clear()
             self.notify()
 
-    async def next_work(self, child: Child) -> tuple[Call, tuple[int, int]] | None:
-        """The next span for ``child`` (round robin over calls), or None when
+    async def next_work(self, child: Child) -> tuple[PoolRequest, tuple[int, int]] | None:
+        """The next span for ``child`` (round robin over requests), or None when
         control frames are waiting. Raises ``ChildDied`` when it died idle."""
         while True:
             if child.dead or self.closing:
@@ -128,40 +128,40 @@ class CallQueue:
             if child.control:
                 return None
             if self._queue:
-                call = self._queue[0]
-                span = call.spans.popleft()
-                if call.spans:
+                request = self._queue[0]
+                span = request.spans.popleft()
+                if request.spans:
                     self._queue.rotate(-1)
                 else:
                     self._queue.popleft()
-                return call, span
+                return request, span
             await self.wake.wait()
 
-    def lose(self, call: Call, span: tuple[int, int], what: str) -> str:
-        """The process serving ``span`` of ``call`` is gone (``what``: which
+    def lose(self, request: PoolRequest, span: tuple[int, int], what: str) -> str:
+        """The process serving ``span`` of ``request`` is gone (``what``: which
         process and how it ended). Requeue the span for another process,
-        once; after that, fail the call. Returns "retried", "failed", or
-        "ignored" (the call had already ended)."""
-        if call.finished or call.error is not None:
+        once; after that, fail the request. Returns "retried", "failed", or
+        "ignored" (the request had already ended)."""
+        if request.finished or request.error is not None:
             return "ignored"
-        history = call.lost.setdefault(span, [])
+        history = request.lost.setdefault(span, [])
         history.append(what)
         a, b = span
         if len(history) <= MAX_SPAN_RETRIES:
-            self.requeue(call, span)
-            return "retried" if call.error is None else "failed"
-        self.fail(call, InternalError(
+            self.requeue(request, span)
+            return "retried" if request.error is None else "failed"
+        self.fail(request, InternalError(
             f"{what} while serving span [{a}, {b}) of this request, which had already been "
             f"retried after {'; then after '.join(history[:-1])}; the pool has replaced them"))
         return "failed"
 
-    def requeue(self, call: Call, span: tuple[int, int]) -> None:
-        if call.finished or call.error is not None:
+    def requeue(self, request: PoolRequest, span: tuple[int, int]) -> None:
+        if request.finished or request.error is not None:
             return
         if self.closing:
-            self.fail(call, InternalError("the process pool is shutting down"))
+            self.fail(request, InternalError("the process pool is shutting down"))
             return
-        call.spans.appendleft(span)
-        if call not in self._queue:
-            self._queue.appendleft(call)
+        request.spans.appendleft(span)
+        if request not in self._queue:
+            self._queue.appendleft(request)
         self.notify()

@@ -1,0 +1,35 @@
+"""The library's grid operations (``worker.optimize``,
+``worker.optimize_per_caller``, ``worker.grouped_eval``): their flows
+(``worker._core``) driven in the calling thread by an ``InProcessEvaluator``,
+with no event loop and no thread (``drive_sync``). Blocking, and not
+cancellable once started: the kernels run to the end.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from protocol import GroupedResult, OptimizeResult, PerCallerResult
+
+from .._core.callers import grouped_eval_flow, optimize_per_caller_flow
+from .._core.dataset import Dataset
+from .._core.optimize import optimize_flow
+from .drive import drive_sync
+from .evaluators import InProcessEvaluator
+
+__all__ = ["grouped_eval", "optimize", "optimize_per_caller"]
+
+
+def optimize(ds: Dataset, grid: Any = None, **kwargs: Any) -> OptimizeResult:
+    """SPEC 5: ``optimize_flow`` evaluated in this thread."""
+    return drive_sync(optimize_flow(ds, grid, **kwargs), InProcessEvaluator(ds))
+
+
+def optimize_per_caller(ds: Dataset, grid: Any = None, **kwargs: Any) -> PerCallerResult:
+    """SPEC 6: ``optimize_per_caller_flow`` evaluated in this thread."""
+    return drive_sync(optimize_per_caller_flow(ds, grid, **kwargs), InProcessEvaluator(ds))
+
+
+def grouped_eval(ds: Dataset, grid: Any = None, **kwargs: Any) -> GroupedResult:
+    """SPEC 6: ``grouped_eval_flow`` evaluated in this thread."""
+    return drive_sync(grouped_eval_flow(ds, grid, **kwargs), InProcessEvaluator(ds))

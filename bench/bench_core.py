@@ -1,16 +1,20 @@
 """SPEC section 9, measured side by side in one run.
 
-Builds the SPEC 9 dataset (10,000 calls x 2,880 one-minute candles, seeded),
-then prints, each against a baseline measured in this same process:
+Builds a SPEC 9 dataset (10,000 calls x 2,880 one-minute candles, seeded: A,
+the demo generator, or with ``--hard`` B, ``bench/gen_b.py``), then prints,
+each against a baseline measured in this same process:
 
 - the numpy floor: one pass over ``high`` and ``low`` (``high.max()``, ``low.min()``);
 - the default grid (30 points, capital mode) and its ratio to the floor;
-- a 20 x 20 x 10 grid (4,000 points): time and call x grid-point evaluations per second;
+- a 20 x 20 x 10 grid (4,000 points): time and call x grid-point evaluations per second,
+  in capital mode (with its candle scan and sweeps apart) and in per-trade mode;
 - the plain-loop reference (tests/reference) against the kernels on a 300-call subset;
 - memory: dataset bytes against raw column bytes, grid working set, peak RSS;
 - loading the 28.8 million candles back from Parquet.
 
-    python bench/bench_core.py [--calls 10000] [--candles 2880] [--reps 11]
+    python bench/bench_core.py [--hard] [--grids-only] [--calls 10000] [--candles 2880] [--reps 11]
+
+``--grids-only`` stops after the grid figures (no reference, memory or Parquet).
 
 Timings are medians of ``--reps`` runs after one warm-up run (kernels load
 from Numba's on-disk cache; nothing is compiled inside a timed run).
@@ -81,16 +85,22 @@ def main() -> None:
     ap.add_argument("--candles", type=int, default=2_880)
     ap.add_argument("--reps", type=int, default=11)
     ap.add_argument("--subset", type=int, default=300)
+    ap.add_argument("--hard", action="store_true", help="data set B (bench/gen_b.py), not A")
+    ap.add_argument("--grids-only", action="store_true", help="stop after the grid figures")
     ap.add_argument("--load-only", nargs=2, metavar=("CALLS", "CANDLES"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.load_only:
         return load_only(*args.load_only)
 
     t = time.perf_counter()
-    ds = synthetic_dataset(n_calls=args.calls, n_candles=args.candles, seed=1)
+    if args.hard:
+        from gen_b import gen_b_dataset  # bench/, beside this file
+        ds, name = gen_b_dataset(n_calls=args.calls, n_candles=args.candles, seed=1), "B"
+    else:
+        ds, name = synthetic_dataset(n_calls=args.calls, n_candles=args.candles, seed=1), "A"
     n = ds.n_calls
-    line("dataset", f"{n:,} calls x {args.candles:,} candles = {ds.n_candles:,} candles "
-                    f"(seed 1, built in {time.perf_counter() - t:.1f} s)")
+    line(f"dataset {name}", f"{n:,} calls x {args.candles:,} candles = {ds.n_candles:,} candles "
+                            f"(seed 1, built in {time.perf_counter() - t:.1f} s)")
 
     floor = median_seconds(lambda: (ds.high.max(), ds.low.min()), args.reps)
     line("numpy floor", f"{floor * 1e3:8.2f} ms  (high.max() + low.min(), one pass each)")
@@ -105,10 +115,22 @@ def main() -> None:
     sweep = median_seconds(lambda: run_grid(sweep_in, None, cfg, "capital"), args.reps)
     line("  of which", f"candle scan {scan * 1e3:.2f} ms, 30 capital sweeps {sweep * 1e3:.2f} ms")
 
-    big = median_seconds(lambda: optimize(ds, BIG_GRID), max(3, args.reps // 3))
+    big_reps = max(3, args.reps // 3)
+    big = median_seconds(lambda: optimize(ds, BIG_GRID), big_reps)
     evals = n * 4_000
     line("4,000-point grid", f"{big * 1e3:8.1f} ms  = {evals / big / 1e6:.1f} M call x point "
                              f"evaluations/s (target >= 40 M/s on 2 cores)")
+    big_levels = grid_levels(ParamGrid(**BIG_GRID), cfg)
+    big_scan = median_seconds(lambda: prepare(ds, big_levels), big_reps)
+    big_in = prepare(ds, big_levels)
+    big_sweep = median_seconds(lambda: run_grid(big_in, None, cfg, "capital"), big_reps)
+    line("  of which", f"candle scan {big_scan * 1e3:.1f} ms, 4,000 capital sweeps "
+                       f"{big_sweep * 1e3:.1f} ms")
+    per_trade = median_seconds(lambda: optimize(ds, BIG_GRID, mode="per_trade"), big_reps)
+    line("4,000-point, per-trade", f"{per_trade * 1e3:8.1f} ms  = {evals / per_trade / 1e6:.1f} M "
+                                   f"call x point evaluations/s")
+    if args.grids_only:
+        return
 
     rng = np.random.default_rng(3)
     subset = np.sort(rng.choice(n, size=min(args.subset, n), replace=False))
@@ -126,7 +148,6 @@ def main() -> None:
     raw = ds.n_candles * 6 * 8 + n * 8
     line("memory: dataset", f"{ds.nbytes / 2**20:8.1f} MiB = {ds.nbytes / raw:.3f}x its raw "
                             f"int64/float64 column bytes (target <= 1.3x)")
-    big_in = prepare(ds, grid_levels(ParamGrid(**BIG_GRID), cfg))
     extra = sum(a.nbytes for a in big_in.hits) + big_in.calls.nbytes
     line("memory: 4,000-pt grid", f"{extra / 2**20:8.1f} MiB of first-hit levels "
                                   f"({n:,} calls x 50 distinct levels)")

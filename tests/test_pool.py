@@ -502,3 +502,51 @@ def test_daemon_killed_takes_its_pool_processes_along():
         daemon.kill()
         daemon.wait()
         daemon.stdout.close()
+
+
+@pytest.mark.anyio
+async def test_checkpointed_run_scans_once_per_job_per_process(pool, ds, shared, tmp_path,
+                                                               monkeypatch):
+    """Each chunk is its own ``evaluate`` call; the pool processes keep the
+    job's scan across them (keyed by the job, dropped at ``release``)."""
+    import worker._run.chunks as chunks
+    from worker._run.checkpoint import CheckpointingEvaluator
+    from worker._run.journal import Journal
+
+    monkeypatch.setattr(chunks, "CHUNK_EVALUATIONS", 3_000)
+    sd = shared.dataset
+    for kind, make in (("per_caller", lambda d: optimize_per_caller_flow(d)),
+                       ("grouped", lambda d: grouped_eval_flow(
+                           d, grouped_params="optimize", filter_collapsed=False))):
+        jobs: list[GridJob] = []
+        before = pool.job_scans
+        with Journal.open(tmp_path / f"{kind}.jsonl", f"fp-{kind}") as journal:
+            run = CheckpointingEvaluator(PoolEvaluator(pool, shared), journal)
+            got = await drive(make(sd), run, on_job=jobs.append)
+        want = await anyio.to_thread.run_sync(lambda: drive_sync(make(ds), InProcessEvaluator(ds)))
+        assert msgspec.json.encode(got) == msgspec.json.encode(want)
+        assert run.stats.chunks_computed >= 4 * len(jobs)   # many chunks per job
+        scans = pool.job_scans - before
+        assert len(jobs) <= scans <= pool.size * len(jobs), (kind, scans, len(jobs))
+        assert not pool._kept._holders   # every job was released: dropped in the processes
+    assert pool.restarts == 0
+
+
+@pytest.mark.anyio
+async def test_kept_job_of_a_failed_run_is_dropped_when_collected(pool, ds, shared):
+    import gc
+
+    job = job_of(ds, per_caller=True)
+    n = job.n_items
+    for a, b in [(0, n // 2), (n // 2, n)]:
+        got = await pool.evaluate(shared, "ds", job, span=(a, b), keep_job=True)
+        assert_same(got, evaluate(ds, job, (a, b)))
+    assert pool._kept._holders
+    del job, got
+    # Another job's spans on both processes: the serving tasks let go of the
+    # last request (and its job); then the job is collected and dropped.
+    other = job_of(ds, mode="per_trade", per_caller=True)
+    assert_same(await pool.evaluate(shared, "ds", other), evaluate(ds, other))
+    gc.collect()
+    pool.drop_job(None)
+    assert not pool._kept._holders

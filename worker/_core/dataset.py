@@ -149,12 +149,22 @@ class CandleColumns:
     low: np.ndarray
     close: np.ndarray
     volume: np.ndarray | None
+    # True: the columns are the final arrays' storage (a shared file being
+    # built, ``worker._pool.shm_build``): reordering writes back into them,
+    # and dropping rows leaves each column a prefix of its storage.
+    in_place: bool = False
 
     def take(self, rows: np.ndarray) -> None:
         """Keep ``rows`` in that order, one column at a time (low peak memory)."""
         for name in _COLUMNS:
             col = getattr(self, name)
-            if col is not None:
+            if col is None:
+                continue
+            if self.in_place:
+                out = col[:rows.shape[0]]
+                out[...] = col[rows]  # the gather is a temporary: no aliasing
+                setattr(self, name, out)
+            else:
                 setattr(self, name, col[rows])
 
     def normalize(self) -> None:

@@ -9,8 +9,9 @@ The idea that makes a grid cheap: a call's exit depends on a grid point only
 through its TP level, SL level and hold. ``exit_levels_nb`` makes one pass over
 each call's candles and records, for every distinct level, the time of the
 first candle that reaches it. A grid point's exit is then the earliest of three
-precomputed times, and each capital run is a sweep over the calls with a small
-heap of open positions: O(candles + calls x grid points) instead of
+precomputed times, and each capital run is a sweep over the calls with its
+open positions kept in exit order (a sorted ring for up to ``SMALL_BOOK``
+positions, a heap beyond): O(candles + calls x grid points) instead of
 O(candles x grid points).
 
 Times stand in for candle indices: timestamps strictly increase within a
@@ -193,3 +194,35 @@ def heap_pop_nb(heap, exit_ts, order, count):
     if last > 0:
         heap[i] = slot
     return last
+
+
+# The open positions of a capital run, with at most ``SMALL_BOOK`` slots: a
+# ring of ``mask + 1`` (a power of two) entries sorted by (exit time, opening
+# order), oldest exit at ``head``. A new position is always the latest opened,
+# so it goes after every entry with the same exit time: insertion walks back
+# from the tail while the entry there exits strictly later (new exits are
+# mostly the latest, so few entries move), and the next to close is always
+# at ``head``. Measured on data set B (25 positions, the account full much
+# of the time) a run costs less than half of what it does on the heap: no
+# sift, and the pop is ``head += 1``. Larger books use the heap above
+# (a sorted insertion could move O(slots) entries).
+SMALL_BOOK = 64
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def ring_insert_nb(b_ts, b_size, b_pnl, head, count, mask, exit_t, size, pnl):
+    """Insert a position into the sorted ring ``head : head + count``."""
+    j = head + count
+    while j > head:
+        p = (j - 1) & mask
+        if b_ts[p] <= exit_t:
+            break
+        q = j & mask
+        b_ts[q] = b_ts[p]
+        b_size[q] = b_size[p]
+        b_pnl[q] = b_pnl[p]
+        j -= 1
+    q = j & mask
+    b_ts[q] = exit_t
+    b_size[q] = size
+    b_pnl[q] = pnl

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from .kernels import _resolve_exit_nb, heap_pop_nb, heap_push_nb
+from .kernels import SMALL_BOOK, _resolve_exit_nb, heap_pop_nb, heap_push_nb, ring_insert_nb
 from .layouts import (
     BELOW_MIN_SIZE,
     CALL_ALERT_TS,
@@ -106,20 +106,6 @@ def _record_nb(rec, r, size, pnl, exit_t, exit_px, reason):
 
 
 @nb.njit(cache=True, nogil=True)
-def _first_row_at_or_after_nb(call_ts, sel, lo, hi, t):
-    """First ``r`` in ``[lo, hi)`` with ``call_ts[sel[r]] >= t`` (else ``hi``);
-    alert times are non-decreasing along ``sel``."""
-    target = np.float64(t)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if call_ts[sel[mid]] < target:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
-
-
-@nb.njit(cache=True, nogil=True)
 def capital_run_nb(calls, sel, tp_ts, sl_ts, hold_ts, hold_px, tp_mult, sl_mult,
                    cfg, max_open, sl_first, metrics, exits, skipped, rec):
     """One capital-mode run (SPEC 2) over the calls ``sel``.
@@ -134,14 +120,22 @@ def capital_run_nb(calls, sel, tp_ts, sl_ts, hold_ts, hold_px, tp_mult, sl_mult,
     min_size = cfg[CFG_MIN_EXECUTABLE_SIZE]
     cost_bps = cfg[CFG_TAKER_FEE_BPS] + cfg[CFG_SLIPPAGE_BPS]
     n = sel.shape[0]
+    alert_ts = calls[CALL_ALERT_TS]
     # No more than n positions can ever be open: any max_open >= n is the same
-    # run, so the slots are bounded by the calls, not by max_open.
+    # run, so the slots are bounded by the calls, not by max_open. A small
+    # book is a sorted ring (``kernels.ring_insert_nb``), a large one a heap.
     cap = max(1, min(max_open, n))
-    heap = np.arange(cap)
-    h_ts = np.empty(cap, np.int64)
-    h_order = np.empty(cap, np.int64)
-    h_size = np.empty(cap, np.float64)
-    h_pnl = np.empty(cap, np.float64)
+    small = cap <= SMALL_BOOK
+    slots = 1
+    while slots < cap:
+        slots *= 2
+    mask = slots - 1
+    heap = np.arange(slots)
+    b_ts = np.empty(slots, np.int64)
+    b_order = np.empty(slots, np.int64)
+    b_size = np.empty(slots, np.float64)
+    b_pnl = np.empty(slots, np.float64)
+    head = 0
     n_open = 0
     free = initial
     open_sum = 0.0
@@ -158,14 +152,23 @@ def capital_run_nb(calls, sel, tp_ts, sl_ts, hold_ts, hold_px, tp_mult, sl_mult,
     r = 0
     while True:
         last = r == n
-        t = 0 if last else np.int64(calls[CALL_ALERT_TS, sel[r]])
+        t = 0 if last else np.int64(alert_ts[sel[r]])
         # Close what has exited by now (everything after the last call), in
         # (exit time, opening order); equity is marked after every close.
-        while n_open > 0 and (last or h_ts[heap[0]] <= t):
-            n_open = heap_pop_nb(heap, h_ts, h_order, n_open)
-            slot = heap[n_open]
-            free += h_size[slot] + h_pnl[slot]
-            open_sum = open_sum - h_size[slot] if n_open > 0 else 0.0
+        while n_open > 0:
+            if small:
+                slot = head & mask
+                if not (last or b_ts[slot] <= t):
+                    break
+                head += 1
+                n_open -= 1
+            else:
+                if not (last or b_ts[heap[0]] <= t):
+                    break
+                n_open = heap_pop_nb(heap, b_ts, b_order, n_open)
+                slot = heap[n_open]
+            free += b_size[slot] + b_pnl[slot]
+            open_sum = open_sum - b_size[slot] if n_open > 0 else 0.0
             equity = free + open_sum
             peak = max(peak, equity)
             max_dd = max(max_dd, (peak - equity) / peak)
@@ -174,8 +177,11 @@ def capital_run_nb(calls, sel, tp_ts, sl_ts, hold_ts, hold_px, tp_mult, sl_mult,
         i = sel[r]
         if n_open >= max_open:
             # Saturated until the next exit: every call before it is skipped,
-            # so jump there instead of visiting each one.
-            nxt = _first_row_at_or_after_nb(calls[CALL_ALERT_TS], sel, r, n, h_ts[heap[0]])
+            # so walk to it without visiting the account (calls are in time order).
+            target = np.float64(b_ts[head & mask] if small else b_ts[heap[0]])
+            nxt = r + 1
+            while nxt < n and alert_ts[sel[nxt]] < target:
+                nxt += 1
             skipped[MAX_POSITIONS] += nxt - r
             if record:
                 rec[r:nxt, REC_STATUS] = MAX_POSITIONS
@@ -205,9 +211,13 @@ def capital_run_nb(calls, sel, tp_ts, sl_ts, hold_ts, hold_px, tp_mult, sl_mult,
         wins, pos_sum, neg_sum = _tally_nb(pnl, wins, pos_sum, neg_sum)
         fees += fee
         hold_min += held
-        slot = heap[n_open]
-        h_ts[slot], h_order[slot], h_size[slot], h_pnl[slot] = exit_t, trades, size, pnl
-        n_open = heap_push_nb(heap, h_ts, h_order, n_open)
+        if small:
+            ring_insert_nb(b_ts, b_size, b_pnl, head, n_open, mask, exit_t, size, pnl)
+            n_open += 1
+        else:
+            slot = heap[n_open]
+            b_ts[slot], b_order[slot], b_size[slot], b_pnl[slot] = exit_t, trades, size, pnl
+            n_open = heap_push_nb(heap, b_ts, b_order, n_open)
         trades += 1
         if record:
             _record_nb(rec, r, size, pnl, exit_t, exit_px, reason)

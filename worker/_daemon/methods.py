@@ -44,11 +44,12 @@ from .._core.dataset import Dataset
 from .._core.jobs import Flow, recorded
 from .._core.optimize import Study, make_study, optimize_flow, simulate, unknown_callers
 from .._core.validate import grid_size
-from .._data.files import check_regular_file, dataset_from_files, estimated_bytes
+from .._data.files import check_regular_file, dataset_from_files, estimated_bytes, parquet_rows
 from .._data.loaders import dataset_from_columnar, dataset_from_rows
 from .._errors import InvalidParams
 from .._pool.evaluator import PoolEvaluator
 from .._pool.shm import SharedDataset, share_dataset
+from .._pool.shm_build import SharedBuilder, planned_bytes
 from .._report.rundir import checkpoint_request, finish_run, now, open_run
 from .._run.checkpoint import CheckpointingEvaluator
 from .._run.drive import drive
@@ -97,6 +98,29 @@ def build_within(p: m.DataSource, check_fits: Callable[[int, str], None]) -> Dat
         check_regular_file(p.candles_path, "$.candles_path")
         check_fits(estimated_bytes(p.candles_path), f"candles file {p.candles_path}")
     return build_source(p)
+
+
+def load_shared(p: m.DataSource, check_fits: Callable[[int, str], None],
+                shm_dir: str | None) -> SharedDataset:
+    """``loadDataset``'s dataset, in its shared file. Files are decoded
+    straight into the file (``worker._pool.shm_build``), after the budget is
+    checked against the file's planned size from Parquet metadata; inline
+    sources are built, then copied in. Opens files: call it on a thread."""
+    inline = (p.calls, p.candles_by_call_id, p.candles_columnar)
+    if p.calls_path is None or p.candles_path is None or any(x is not None for x in inline):
+        ds = build_within(p, check_fits)
+        check_fits(ds.nbytes, "dataset")
+        return share_dataset(ds, shm_dir)
+    check_regular_file(p.calls_path, "$.calls_path")
+    check_regular_file(p.candles_path, "$.candles_path")
+    n_candles, n_calls = parquet_rows(p.candles_path), parquet_rows(p.calls_path)
+    if n_candles is not None:
+        check_fits(planned_bytes(n_candles, n_calls or 0), f"candles file {p.candles_path}")
+    with SharedBuilder(shm_dir) as builder:
+        ds = dataset_from_files(p.calls_path, p.candles_path, series_key=p.series_key,
+                                on_bad_series=p.on_bad_series,
+                                candle_sink=builder)
+        return builder.finish(ds)
 
 
 class Worker:
@@ -175,11 +199,9 @@ class Worker:
     async def load_dataset(self, p: m.LoadDatasetParams, ctx: RequestContext) -> m.DatasetInfo:
         if p.dataset_id is not None and not p.dataset_id:
             raise InvalidParams("dataset_id must not be empty", path="$.dataset_id")
-        ds = await anyio.to_thread.run_sync(build_within, p, self.cache.check_fits)
-        self.cache.check_fits(ds.nbytes)
-        shared = await anyio.to_thread.run_sync(share_dataset, ds, self.settings.shm_dir)
-        info = ds.summary()
-        del ds
+        shared = await anyio.to_thread.run_sync(load_shared, p, self.cache.check_fits,
+                                                self.settings.shm_dir)
+        info = shared.dataset.summary()
         dataset_id = p.dataset_id or self.cache.new_id()
         self.cache.put(dataset_id, shared, info)
         return self._info(dataset_id, info)

@@ -8,8 +8,10 @@ It loads every kernel from Numba's on-disk cache (``warm_kernels``), says
 - ``{"op": "eval", "job": id, "span": [a, b], "spec": {...} | absent}``:
   metrics of items ``[a, b)`` of job ``id``; ``spec`` (the job and its dataset
   descriptor) comes with the first span of a job this process sees. The candle
-  scan (``prepare``) runs once per job here and is kept until ``drop_job``.
-  Reply: ``{"ok": true, "m", "e", "s"}`` (packed arrays) or
+  scan (``prepare``) runs once per job here and is kept until ``drop_job``
+  (``id``: a request's own, or the pool's key of a ``GridJob`` kept across
+  requests, a checkpointed run's chunks). Reply: ``{"ok": true, "m", "e",
+  "s", "scan": 1 if this span ran the scan}`` (packed arrays) or
   ``{"ok": false, "error": message}``.
 - ``{"op": "drop_job", "job": id}``, ``{"op": "forget", "key": dataset_key}``:
   no reply.
@@ -105,11 +107,14 @@ class _Server:
             if spec is None:
                 return {"ok": False, "error": f"unknown job {job_id} (no spec was sent)"}
             job = self.add_job(job_id, spec, keep=not msg.get("last"))
+            scanned = 1
+        else:
+            scanned = 0
         a, b = msg["span"]
         metrics, exits, skipped = run_grid(job.sweep, job.groups, job.config, job.mode,
                                            (int(a), int(b)))
         return {"ok": True, "m": pack_array(metrics), "e": pack_array(exits),
-                "s": pack_array(skipped)}
+                "s": pack_array(skipped), "scan": scanned}
 
     def handle(self, msg: dict) -> None:
         op = msg.get("op")

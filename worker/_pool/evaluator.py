@@ -66,6 +66,11 @@ class PoolEvaluator(Evaluator):
         if self.shared is None:
             raise RuntimeError("a PoolEvaluator of a plain Dataset is used inside `async with`")
         whole = tuple(span) == (0, job.n_items)
+        # A part of a job (a checkpointed run's chunk): the pool processes
+        # keep the job's scan for its other parts, until ``release``.
         return await self.pool.evaluate(self.shared, self.shared.path, job,
-                                        span=None if whole else span,
+                                        span=None if whole else span, keep_job=not whole,
                                         on_progress=on_items, on_rows=on_rows)
+
+    def release(self, job: GridJob) -> None:
+        self.pool.drop_job(job)

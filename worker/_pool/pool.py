@@ -58,7 +58,7 @@ from .._core.jobs import Arrays, GridJob, OnRows
 from .._errors import InternalError
 from .codec import encode_frame, unpack_array
 from .proc import DEATH_ERRORS, Child, ChildDied, Processes, StartFailed, exit_text, send_signal
-from .requests import PoolRequest, RequestQueue
+from .requests import KeptJobs, PoolRequest, RequestQueue, span_message, span_sent
 from .shm import SharedDataset
 from .spans import (
     EVALS_PER_SECOND,
@@ -104,6 +104,8 @@ class WorkerPool:
         self.restarts = 0          # pool processes replaced (died or killed as stalled)
         self.stalled = 0           # of which killed as stalled
         self.span_retries = 0      # spans lost while served, given to another process
+        self.job_scans = 0         # candle scans run by pool processes (one per job each)
+        self._kept = KeptJobs()
         self.on_span_start: Callable[[int, GridJob], None] | None = None
         self._children: list[Child | None] = [None] * size
         self._processes = Processes(env)
@@ -143,6 +145,7 @@ class WorkerPool:
     def stats(self) -> dict[str, Any]:
         return {"size": self.size, "alive": self.alive, "restarts": self.restarts,
                 "stalled": self.stalled, "span_retries": self.span_retries,
+                "job_scans": self.job_scans,
                 "queued_spans": self._requests.queued_spans(),
                 "numba_threads": self.numba_threads,
                 "last_start_error": self._last_start_error or None}
@@ -194,11 +197,13 @@ class WorkerPool:
     async def evaluate(self, shared: SharedDataset, dataset_key: str, job: GridJob, *,
                        on_progress: Callable[[int, int], None] | None = None,
                        on_rows: OnRows | None = None,
-                       span: tuple[int, int] | None = None) -> Arrays:
+                       span: tuple[int, int] | None = None, keep_job: bool = False) -> Arrays:
         """The result arrays (metrics, exits, skips: ``worker._core.layouts``) of
         every item of ``job``, as ``worker._core.jobs.evaluate`` would give them.
         ``span=(a, b)``: only items ``[a, b)`` (``b - a`` rows), cut into spans
         the same way (a checkpointed run's chunk, ``worker._run.checkpoint``).
+        ``keep_job``: pool processes keep the job's scan after this call, for
+        the next calls with the same ``GridJob`` object, until ``drop_job``.
 
         ``on_progress(done_items, total_items)`` is called (in this task) as
         spans complete, last with ``done == total``; ``on_rows(job, a, arrays)``
@@ -220,6 +225,9 @@ class WorkerPool:
                               self.target_span_evaluations, span)
             request = PoolRequest(next(self._ids), job, spec, spans, total, base=lo,
                                   estimates=span_seconds(sizes, job.levels.n_points, spans))
+            if keep_job:
+                request.job_key, request.kept = self._kept.key(job), self._kept
+            self.drop_job(None)
             if total == 0:
                 return request.out
             self._requests.add(request)
@@ -240,6 +248,11 @@ class WorkerPool:
                     await request.changed.wait()
             finally:
                 self._requests.finish(request)
+
+    def drop_job(self, job: GridJob | None) -> None:
+        """Drop ``job``'s kept scan (``keep_job``), and those of collected jobs."""
+        if (job is not None and self._kept.drop(job)) | self._kept.collect():
+            self._requests.notify()
 
     async def wait_ready(self) -> None:
         """Wait until every place in the pool has a ready process (after a
@@ -271,12 +284,7 @@ class WorkerPool:
             if work is None:
                 continue
             request, span = work
-            msg: dict[str, Any] = {"op": "eval", "job": request.id, "span": list(span)}
-            if request.id not in child.jobs:
-                msg["spec"] = request.spec
-            last = not request.spans  # the request's last span: no need to keep the job
-            if last:
-                msg["last"] = True
+            msg = span_message(request, span, child)
             if child.has_exited():
                 self._requests.requeue(request, span)
                 raise ChildDied
@@ -286,12 +294,7 @@ class WorkerPool:
                 # It was gone before it got the span: not this request's fault.
                 self._requests.requeue(request, span)
                 raise ChildDied from None
-            if last:
-                child.jobs.discard(request.id)
-                request.holders.discard(child)
-            else:
-                child.jobs.add(request.id)
-                request.holders.add(child)
+            span_sent(request, child, msg)
             child.serving, child.serving_span = request, span
             if self.on_span_start is not None:
                 try:
@@ -306,6 +309,7 @@ class WorkerPool:
                 self._requests.fail(request, InternalError(
                     f"pool process {child.pid} failed on this request: {reply.get('error')}"))
                 continue
+            self.job_scans += int(reply.get("scan", 0))
             a, b = span
             for out, key in zip(request.out, ("m", "e", "s")):
                 out[a - request.base:b - request.base] = unpack_array(reply[key], writable=False)

@@ -18,7 +18,10 @@ atomic with respect to the pool's tasks.
 
 from __future__ import annotations
 
+import itertools
+import weakref
 from collections import deque
+from typing import Any
 
 import anyio
 
@@ -28,7 +31,8 @@ from .._errors import InternalError
 from .codec import encode_frame
 from .proc import Child, ChildDied
 
-__all__ = ["MAX_SPAN_RETRIES", "PoolRequest", "RequestQueue"]
+__all__ = ["MAX_SPAN_RETRIES", "PoolRequest", "RequestQueue", "KeptJobs", "span_message",
+           "span_sent"]
 
 MAX_SPAN_RETRIES = 1   # a span lost while being served is tried this many times more
 
@@ -56,10 +60,85 @@ class PoolRequest:
         self.finished = False
         self.holders: set[Child] = set()   # pool processes that were sent the spec
         self.changed = anyio.Event()
+        # The key pool processes cache the job's scan under: this request's
+        # own (dropped when it ends), or the job's, kept across requests.
+        self.job_key: int = request_id
+        self.kept: KeptJobs | None = None
 
     def notify(self) -> None:
         self.changed.set()
         self.changed = anyio.Event()
+
+
+class KeptJobs:
+    """Jobs whose scan the pool processes keep across requests, so a
+    checkpointed run's chunks (one request each) scan once per job per
+    process: a key per ``GridJob`` object (negative: request ids are
+    positive), the processes holding it, and ``drop`` (the evaluator's
+    ``release``). A job collected without ``drop`` (a run that failed) is
+    dropped at the next ``collect``: its key is queued by a finalizer, which
+    may run on any thread, so it only appends."""
+
+    def __init__(self) -> None:
+        self._keys: weakref.WeakKeyDictionary[GridJob, int] = weakref.WeakKeyDictionary()
+        self._holders: dict[int, set[Child]] = {}
+        self._next = itertools.count(1)
+        self._gone: list[int] = []
+
+    def key(self, job: GridJob) -> int:
+        key = self._keys.get(job)
+        if key is None:
+            key = self._keys[job] = -next(self._next)
+            weakref.finalize(job, self._gone.append, key)
+        return key
+
+    def held(self, key: int, child: Child) -> None:
+        self._holders.setdefault(key, set()).add(child)
+
+    def drop(self, job: GridJob) -> bool:
+        """Tell the processes holding ``job`` to drop it; True if any did."""
+        key = self._keys.pop(job, None)
+        return key is not None and self._drop_key(key)
+
+    def collect(self) -> bool:
+        dropped = False
+        while self._gone:
+            dropped = self._drop_key(self._gone.pop()) or dropped
+        return dropped
+
+    def _drop_key(self, key: int) -> bool:
+        holders = [c for c in self._holders.pop(key, ()) if not c.dead]
+        frame = encode_frame({"op": "drop_job", "job": key})
+        for child in holders:
+            child.control.append(frame)
+            child.jobs.discard(key)
+        return bool(holders)
+
+
+def span_message(request: PoolRequest, span: tuple[int, int], child: Child) -> dict[str, Any]:
+    """The ``eval`` frame of ``span`` for ``child``: the job's spec only if
+    the process does not hold the job; ``last`` (drop it after this span)
+    for a request's own job on its last span."""
+    msg: dict[str, Any] = {"op": "eval", "job": request.job_key, "span": list(span)}
+    if request.job_key not in child.jobs:
+        msg["spec"] = request.spec
+    if request.kept is None and not request.spans:
+        msg["last"] = True
+    return msg
+
+
+def span_sent(request: PoolRequest, child: Child, msg: dict[str, Any]) -> None:
+    """Record what ``child`` holds once ``msg`` was sent to it."""
+    key = request.job_key
+    if msg.get("last"):
+        child.jobs.discard(key)
+        request.holders.discard(child)
+        return
+    child.jobs.add(key)
+    if request.kept is not None:
+        request.kept.held(key, child)
+    else:
+        request.holders.add(child)
 
 
 class RequestQueue:

@@ -390,7 +390,10 @@ def test_heatmap_colours_follow_the_objective(ds, tmp_path):
 
 def test_equity_curve_png(optimize_run):
     image = read_png(optimize_run[0] / "plots" / "equity_best.png")
-    # What the pixels show: tests/test_plots.py.
+    # The run's own curve is drawn (not a blank canvas); what the pixels
+    # show, line and drawdown against the data: tests/test_plots.py.
+    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+    assert len(np.unique(image[..., :3].reshape(-1, 3), axis=0)) > 10
 
 
 # -------------------------------------------------------------------- analyze

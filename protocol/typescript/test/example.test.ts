@@ -61,8 +61,12 @@ test("the example CLI optimizes dataset files and prints the top table", async (
 
 test("Ctrl-C cancels the grid cleanly: exit 130, no worker left", async () => {
   const files = demoFiles(1000, 2880, 7);
-  const holds = Array.from({ length: 150 }, (_, i) => i + 1).join(",");
-  const run = runExample(["--calls", files.calls, "--candles", files.candles, "--tp", "1.5,2,2.5,3,4,5", "--sl", "0.8,0.85,0.9,0.95", "--hold", holds]);
+  // 30 x 20 x 1,000 = 600,000 points over 1,000 calls: many seconds of work
+  // even for fast kernels, so the grid is still running when Ctrl-C comes.
+  const holds = Array.from({ length: 1000 }, (_, i) => i + 1).join(",");
+  const tps = Array.from({ length: 30 }, (_, i) => (1.1 + 0.1 * i).toFixed(1)).join(",");
+  const sls = Array.from({ length: 20 }, (_, i) => (0.5 + 0.02 * i).toFixed(2)).join(",");
+  const run = runExample(["--calls", files.calls, "--candles", files.candles, "--tp", tps, "--sl", sls, "--hold", holds]);
   const [, pid] = await run.stderrMatches(/pid (\d+)\) ready/);
   await run.stderrMatches(/^progress .* runs/m); // the grid is running
   // Ctrl-C in a terminal signals the whole foreground process group.

@@ -49,8 +49,11 @@ BIG_GRID = {
 }
 
 
-def median_seconds(fn, reps: int) -> float:
-    fn()  # warm-up: loads kernels from the cache, touches memory
+def median_seconds(fn, reps: int, warm: int = 1) -> float:
+    """Median wall time of ``fn`` over ``reps`` calls, after ``warm`` calls
+    (they load kernels from the cache and touch memory)."""
+    for _ in range(warm):
+        fn()
     times = []
     for _ in range(reps):
         t = time.perf_counter()

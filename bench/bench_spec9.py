@@ -62,6 +62,7 @@ sys.path.insert(0, HERE)
 
 import worker  # noqa: E402
 from bench_core import BIG_GRID  # noqa: E402
+from bench_core import median_seconds as median_time  # noqa: E402
 from bench_daemon import StdioClient  # noqa: E402
 from gen_b import gen_b_dataset, write_parquet  # noqa: E402
 from worker._data.synthetic import synthetic_dataset  # noqa: E402
@@ -91,17 +92,6 @@ class Figure:
 def emit(figs: list[Figure], f: Figure) -> None:
     figs.append(f)
     print(f.line(), flush=True)
-
-
-def median_time(fn, reps: int, warm: int = 1) -> float:
-    for _ in range(warm):
-        fn()
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 # --- the daemon and its memory ---------------------------------------------

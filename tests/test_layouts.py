@@ -234,3 +234,26 @@ def test_report_columns_derive_from_the_names(sweep, mode, per_caller):
         assert set(text.KEY_METRICS[mode_]) <= set(L.METRICS[mode_])
         assert set(text.CORR_METRICS[mode_]) <= set(L.METRICS[mode_])
     assert text.MONEY | text.PERCENT <= set(L.CAPITAL_METRICS) | set(L.PER_TRADE_METRICS)
+
+
+# The kernels' cache depends on files numba does not look at (worker/_core/kernels.py, sweeps.py).
+_CACHE_DEPENDENCIES = {"kernels.py": ("layouts.py",), "sweeps.py": ("layouts.py", "kernels.py")}
+
+
+@pytest.mark.parametrize("module", sorted(_CACHE_DEPENDENCIES))
+def test_kernel_modules_carry_the_digest_of_what_they_compile_in(module):
+    import hashlib
+    import re
+    from pathlib import Path
+
+    core = Path(__file__).resolve().parents[1] / "worker" / "_core"
+    h = hashlib.sha256()
+    for dep in _CACHE_DEPENDENCIES[module]:
+        h.update((core / dep).read_bytes())
+    want = h.hexdigest()[:16]
+    found = re.search(r'^DEPENDS_ON_DIGEST = "([0-9a-f]+)"$', (core / module).read_text(), re.M)
+    assert found is not None, f"worker/_core/{module} has no DEPENDS_ON_DIGEST line"
+    assert found.group(1) == want, (
+        f"worker/_core/{module}: {', '.join(_CACHE_DEPENDENCIES[module])} changed; set "
+        f'DEPENDS_ON_DIGEST = "{want}" so its cached kernels recompile'
+        + (" (then update sweeps.py's digest too)" if module == "kernels.py" else ""))

@@ -26,6 +26,13 @@ import numpy as np
 
 from .layouts import END_OF_DATA, STOP_LOSS, TAKE_PROFIT, TIME_EXIT
 
+# Numba's on-disk cache keys a kernel on its own file's content only, not on
+# the constants and inlined kernels it takes from layouts.py. This digest of
+# them is part of this file, so when they change, this file changes and its
+# kernels recompile (tests/test_layouts.py keeps it equal; a stale cache
+# would give old numbers).
+DEPENDS_ON_DIGEST = "3549580b8ae0b7ba"
+
 NO_HIT = np.iinfo(np.int64).max
 
 _BLOCK = 32  # candles tested at once for "could a level be reached here?"

@@ -27,9 +27,10 @@ result arrays of a grid job (``Results``), one row per work item
 - ``skipped``: int64 ``[items, N_SKIPS]``, counts by ``SKIP_REASONS``.
 
 The int constants are compile-time constants of the Numba kernels that use
-them. Numba's on-disk cache checks only a kernel's own source file (its
-content, not its time: touching it does nothing), so after an edit here
-delete ``worker/_core/__pycache__/*.nb[ci]`` before ``optimizer-worker warm``.
+them. Numba's on-disk cache checks only a kernel's own source file (by
+content), so ``kernels.py`` and ``sweeps.py`` carry a digest of this file
+(``DEPENDS_ON_DIGEST``): after an edit here, ``tests/test_layouts.py`` fails
+and names the new digest to put there, and the kernels recompile.
 """
 
 from __future__ import annotations

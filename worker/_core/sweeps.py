@@ -75,6 +75,13 @@ from .layouts import (
     REC_STATUS,
 )
 
+# Numba's on-disk cache keys a kernel on its own file's content only, not on
+# the constants and inlined kernels it takes from layouts.py and kernels.py. This digest of
+# them is part of this file, so when they change, this file changes and its
+# kernels recompile (tests/test_layouts.py keeps it equal; a stale cache
+# would give old numbers).
+DEPENDS_ON_DIGEST = "03233c9e9ae7cddf"
+
 
 @nb.njit(cache=True, nogil=True, inline="always")
 def _call_exit_nb(calls, i, tp_ts, sl_ts, hold_ts, hold_px, entry_px, tp_mult, sl_mult,

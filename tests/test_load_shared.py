@@ -7,6 +7,7 @@ anything is read; no file left behind on any error."""
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 
 import numpy as np
@@ -136,6 +137,13 @@ def test_no_volume_int_prices_and_null_volume(small, tmp_path):
     try:
         assert not shared.dataset.volume.any()
         _assert_same(shared.dataset, dataset_from_files(calls, candles))
+        # Every page was written before it was read: a full directory could
+        # never have become a SIGBUS through the mapping.
+        fd = os.open(shared.descriptor.path, os.O_RDONLY)
+        try:
+            assert os.lseek(fd, 0, os.SEEK_HOLE) == shared.descriptor.size
+        finally:
+            os.close(fd)
     finally:
         shared.close()
     vol = pa.array([None if i % 7 == 0 else 1.5 for i in range(table.num_rows)], pa.float64())
@@ -179,6 +187,30 @@ def test_budget_refused_from_metadata_before_reading(small, tmp_path, monkeypatc
     with pytest.raises(ResourceLimit):
         _load(calls, candles, tmp_path, check_fits=check_fits)
     assert asked == [planned_bytes(small.n_candles, small.n_calls)]
+    assert _shm_files(tmp_path) == []
+
+
+@pytest.mark.parametrize("where", ["free space", "a write"])
+def test_a_full_directory_is_a_resource_limit_and_leaves_no_file(small, tmp_path, monkeypatch,
+                                                                 where):
+    import worker._pool.shm_build as shm_build
+    calls, candles = _files(small, tmp_path, _table(small), row_group_size=1_000)
+    if where == "free space":
+        real = os.fstatvfs
+        monkeypatch.setattr(shm_build.os, "fstatvfs",
+                            lambda fd: os.statvfs_result((*real(fd)[:4], 0, *real(fd)[5:])))
+    else:
+        writes = []
+
+        def enospc(fd, a, offset):
+            writes.append(offset)
+            if len(writes) > 3:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        monkeypatch.setattr(shm_build, "_pwrite_all", enospc)
+    with pytest.raises(ResourceLimit, match="no room for a .*-byte shared dataset in") as info:
+        _load(calls, candles, tmp_path)
+    assert info.value.data["directory"] == str(tmp_path)
     assert _shm_files(tmp_path) == []
 
 

@@ -40,9 +40,10 @@ __all__ = ["dataset_from_files", "write_dataset_files", "estimated_bytes", "chec
 class CandleSink(Protocol):
     """Where ``dataset_from_files`` puts the candle columns (module doc of
     ``worker._pool.shm_build``): ``columns(n)``, called once before reading,
-    gives six writable, zero-filled arrays of ``n`` rows (``ts_ms`` int64,
-    prices and ``volume`` float64) that end as the dataset's columns;
-    ``write(name, pos, values)`` stores a batch into rows ``pos:`` of one."""
+    gives six writable arrays of ``n`` rows (``ts_ms`` int64, prices and
+    ``volume`` float64) that end as the dataset's columns, each row written
+    by ``write(name, pos, values)`` (a batch into rows ``pos:`` of one)
+    before anything reads it."""
 
     def columns(self, n: int) -> dict[str, np.ndarray]: ...
 
@@ -138,9 +139,9 @@ def _candles_into(src: _Src, sink: CandleSink) -> CandleColumns:
         pending = None
         for table, pos, out in _candle_batches(src, sink):
             cols = [(name, _int_column(table, name, src, pos) if name == "ts_ms"
-                     else _float_column(table, name, src))
-                    for name in ("ts_ms", *PRICES, "volume")
-                    if name in table.column_names]  # no volume: the sink's zeros
+                     else _float_column(table, name, src) if name in table.column_names
+                     else np.zeros(table.num_rows))  # no volume column: zeros
+                    for name in ("ts_ms", *PRICES, "volume")]
             key_type = table.column("key").type
             keys.extend(table.column("key").chunks)
             if pending is not None:

@@ -97,12 +97,17 @@ def emit(figs: list[Figure], f: Figure) -> None:
 # --- the daemon and its memory ---------------------------------------------
 
 class Daemon:
-    def __init__(self, tmp: str, tag: str) -> None:
+    """The real daemon over stdio; ``root``: run the ``worker`` package of
+    another source tree (a baseline revision, ``bench_spec11.py``)."""
+
+    def __init__(self, tmp: str, tag: str, root: str | None = None) -> None:
         self.log_path = os.path.join(tmp, f"daemon-{tag}.log")
         self.log = open(self.log_path, "wb")
         self.t0 = time.perf_counter()
+        env = None if root is None else {**os.environ, "PYTHONPATH": root}
         self.proc = subprocess.Popen([sys.executable, "-m", "worker", "serve", "--log-level", "warning"],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log)
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
+                                     cwd=root, env=env)
         self.client = StdioClient(self.proc)
 
     def call(self, method: str, params: dict | None = None) -> dict:

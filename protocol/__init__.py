@@ -8,7 +8,9 @@ from ._params import (
     DEFAULT_HOLD_HRS,
     DEFAULT_SL_MULTS,
     DEFAULT_TP_MULTS,
+    EXTENDED_DEFAULTS,
     Constraints,
+    GapFill,
     Intrabar,
     Mode,
     ParamGrid,
@@ -28,8 +30,9 @@ from ._results import (
 )
 
 __all__ = [
-    "DEFAULT_HOLD_HRS", "DEFAULT_SL_MULTS", "DEFAULT_TP_MULTS", "CallerResult",
-    "CapitalMetrics", "Constraints", "GroupedResult", "Intrabar", "Metrics",
+    "DEFAULT_HOLD_HRS", "DEFAULT_SL_MULTS", "DEFAULT_TP_MULTS", "EXTENDED_DEFAULTS",
+    "CallerResult", "CapitalMetrics", "Constraints", "GapFill", "GroupedResult",
+    "Intrabar", "Metrics",
     "Mode", "OptimizeResult", "ParamGrid", "Params", "PerCallerResult",
     "PerTradeMetrics", "RankedPoint", "SimulatorConfig", "TradeRecord",
 ]

@@ -26,9 +26,26 @@ Bps = Annotated[float, msgspec.Meta(ge=0, le=MAX_BPS)]
 TpMult = Annotated[float, msgspec.Meta(gt=1, description="take-profit multiple of entry, > 1")]
 SlMult = Annotated[float, msgspec.Meta(gt=0, lt=1, description="stop-loss multiple of entry, in (0, 1)")]
 HoldHrs = Annotated[float, msgspec.Meta(gt=0, description="maximum hold in hours, > 0")]
+# SPEC 11. A delay is a candle count: any count past a series' end is the
+# same run (no entry), so 2**53 bounds it without changing a meaning.
+TrailPct = Annotated[float, msgspec.Meta(
+    gt=0, lt=1, description="trailing stop distance below the running peak, in (0, 1)")]
+TrailActivation = Annotated[float, msgspec.Meta(
+    ge=1, description="the trail arms once the peak reaches entry x this, >= 1")]
+BreakevenTrigger = Annotated[float, msgspec.Meta(
+    gt=1, description="the stop moves to breakeven once the peak reaches entry x this, > 1")]
+BreakevenOffset = Annotated[float, msgspec.Meta(
+    ge=0, description="breakeven stop at entry x (1 + this), >= 0 and < breakeven_trigger - 1")]
+EntryDelay = Annotated[int, msgspec.Meta(
+    ge=0, le=2**53, description="enter this many candles after the entry candle")]
+EntryDip = Annotated[float, msgspec.Meta(
+    ge=0, lt=1, description="limit buy this fraction below the entry candle's close; 0: market")]
+EntryWait = Annotated[float, msgspec.Meta(
+    gt=0, description="minutes a limit buy waits after the call, > 0")]
 
 Mode = Literal["capital", "per_trade"]
 Intrabar = Literal["tp_first", "sl_first"]
+GapFill = Literal["level", "open"]
 
 DEFAULT_TP_MULTS = (1.5, 2.0, 2.5, 3.0, 4.0, 5.0)
 DEFAULT_SL_MULTS = (0.85, 0.88, 0.9, 0.92, 0.95)
@@ -48,20 +65,48 @@ class SimulatorConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     taker_fee_bps: Bps = 30.0
     slippage_bps: Bps = 10.0
     intrabar: Intrabar = "tp_first"
+    # SPEC 11: "open" settles a candle that opens beyond a level at its open.
+    gap_fill: GapFill = "level"
 
 
-class Params(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """One parameter set; ``max_hold_hrs`` None means the config's horizon."""
+# SPEC 11's parameters with their defaults: each default leaves SPEC 2 as it is.
+EXTENDED_DEFAULTS = {
+    "trail_pct": None, "trail_activation": 1.0, "breakeven_trigger": None,
+    "breakeven_offset": 0.0, "entry_delay_candles": 0, "entry_dip_pct": 0.0,
+    "entry_max_wait_min": 60.0,
+}
+
+
+class Params(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True,
+             omit_defaults=True):
+    """One parameter set; ``max_hold_hrs`` None means the config's horizon.
+    SPEC 11's fields are optional; a field at its default (off) is left out
+    of answers, so a SPEC 2 parameter set reads as it always has."""
 
     tp_mult: TpMult
     sl_mult: SlMult
     max_hold_hrs: HoldHrs | None = None
+    trail_pct: TrailPct | None = None
+    trail_activation: TrailActivation = 1.0
+    breakeven_trigger: BreakevenTrigger | None = None
+    breakeven_offset: BreakevenOffset = 0.0
+    entry_delay_candles: EntryDelay = 0
+    entry_dip_pct: EntryDip = 0.0
+    entry_max_wait_min: EntryWait = 60.0
+
+
+def _dim(item):
+    return Annotated[list[item], msgspec.Meta(min_length=1)] | None
 
 
 class ParamGrid(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """The grid ``tp_mults x sl_mults x max_hold_hrs`` (SPEC 5), in grid order.
+    """The grid ``tp_mults x sl_mults x max_hold_hrs`` (SPEC 5) x SPEC 11's
+    dimensions, in grid order (``tp_mults`` outermost, ``entry_max_wait_min``
+    innermost).
 
-    ``max_hold_hrs`` None means the one value of the config's horizon.
+    ``max_hold_hrs`` None means the one value of the config's horizon; a
+    SPEC 11 dimension left out is its one default; ``null`` in the list of
+    ``trail_pct`` or ``breakeven_trigger`` is that exit switched off.
     """
 
     tp_mults: Annotated[list[TpMult], msgspec.Meta(min_length=1)] = msgspec.field(
@@ -69,6 +114,13 @@ class ParamGrid(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     sl_mults: Annotated[list[SlMult], msgspec.Meta(min_length=1)] = msgspec.field(
         default_factory=lambda: list(DEFAULT_SL_MULTS))
     max_hold_hrs: Annotated[list[HoldHrs], msgspec.Meta(min_length=1)] | None = None
+    trail_pct: _dim(TrailPct | None) = None
+    trail_activation: _dim(TrailActivation) = None
+    breakeven_trigger: _dim(BreakevenTrigger | None) = None
+    breakeven_offset: _dim(BreakevenOffset) = None
+    entry_delay_candles: _dim(EntryDelay) = None
+    entry_dip_pct: _dim(EntryDip) = None
+    entry_max_wait_min: _dim(EntryWait) = None
 
 
 class Constraints(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -26,6 +26,7 @@ class TradeRecord(msgspec.Struct, **_STRUCT):
     pnl: float
     exit_reason: str
     exit_mult: float
+    entry_kind: str = "market"  # SPEC 11: "market" or "limit"
 
 
 class CapitalMetrics(msgspec.Struct, tag="capital", tag_field="mode", **_STRUCT):

@@ -195,3 +195,119 @@ def test_incomplete_run_warns_exits_3_and_a_rerun_completes(tmp_path, monkeypatc
     meta = json.loads((run_dir / "run.json").read_text())
     assert meta["incomplete"] is False and meta["chunks_failed"] == 0
     assert (run_dir / "summary.md").read_text().startswith("# ")
+
+
+# ----------------------------------------- SPEC 11 dimensions, chosen heatmaps
+
+EXT = """data:
+  demo: {calls: 60, candles: 200, callers: 3, seed: 1}
+param_grid:
+  tp_mults: [1.5, 2]
+  sl_mults: [0.85, 0.9]
+  trail_pct: [null, 0.1, 0.2]
+  entry_dip_pct: [0, 0.05]
+simulator_config: {gap_fill: open}
+report:
+  heatmaps:
+    - [tp_mult, sl_mult]
+    - [trail_pct, entry_dip_pct]
+output: out
+workers: 0
+"""
+
+
+def test_new_grid_dimensions_gap_fill_and_heatmap_pairs_load():
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        cfg_path = Path(d) / "ext.yaml"
+        cfg_path.write_text(EXT)
+        cfg, _ = load_config(cfg_path)
+    assert cfg.param_grid.trail_pct == [None, 0.1, 0.2]
+    assert cfg.param_grid.entry_dip_pct == [0, 0.05] and cfg.param_grid.breakeven_trigger is None
+    assert cfg.simulator_config.gap_fill == "open"
+    assert cfg.report.heatmaps == [["tp_mult", "sl_mult"], ["trail_pct", "entry_dip_pct"]]
+
+
+@pytest.mark.parametrize("old, new, line, path, words", [
+    ("[trail_pct, entry_dip_pct]", "[trail_pct, dip]", 12, "$.report.heatmaps[1][1]",
+     "unknown grid dimension 'dip'"),
+    ("[trail_pct, entry_dip_pct]", "[breakeven_trigger, tp_mult]", 12,
+     "$.report.heatmaps[1][0]", "give param_grid.breakeven_trigger"),
+    ("[trail_pct, entry_dip_pct]", "[trail_pct, trail_pct]", 12, "$.report.heatmaps[1][1]",
+     "two different"),
+    ("[trail_pct, entry_dip_pct]", "[tp_mult, sl_mult]", 12, "$.report.heatmaps[1]", "twice"),
+    ("[trail_pct, entry_dip_pct]", "[trail_pct, entry_dip_pct, tp_mult]", 12,
+     "$.report.heatmaps[1]", "length"),
+    ("trail_pct: [null, 0.1, 0.2]", "trail_pct: [null, 1.5]", 6, "$.param_grid.trail_pct[1]",
+     "< 1"),
+    ("{gap_fill: open}", "{gap_fill: close}", 8, "$.simulator_config.gap_fill", "close"),
+    ("report:", "report:\n  heatmap: []", 10, "$.report", "heatmap"),   # on its own line
+])
+def test_extended_config_errors_name_the_key_and_the_line(tmp_path, old, new, line, path, words):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(EXT.replace(old, new))
+    with pytest.raises(InvalidParams) as info:
+        load_config(cfg)
+    assert info.value.data["path"] == path
+    assert f"bad.yaml, line {line}:" in info.value.message and words in info.value.message
+
+
+def test_dry_run_counts_every_dimension(tmp_path):
+    cfg = tmp_path / "ext.yaml"
+    cfg.write_text(EXT)
+    out = cli("run", str(cfg), "--dry-run", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "grid: 2 tp x 2 sl x 1 hold x 3 trail_pct x 2 entry_dip_pct = 24 points" in out.stdout
+    assert "1,440 call x point evaluations" in out.stdout
+
+
+def test_a_rule_across_new_fields_is_refused_at_its_line(tmp_path):
+    """breakeven_offset must be below breakeven_trigger - 1: checked by the
+    engine's validation, reported on the config's own key."""
+    cfg = tmp_path / "be.yaml"
+    cfg.write_text(EXT.replace("simulator_config:", "  breakeven_trigger: [1.2]\n"
+                               "  breakeven_offset: [0, 0.3]\nsimulator_config:"))
+    out = cli("run", str(cfg), "--dry-run", cwd=tmp_path)
+    assert out.returncode == 2 and "be.yaml, line 9" in out.stderr, out.stderr
+    assert "$.param_grid.breakeven_offset[1]" in out.stderr
+
+
+def test_trailing_example_runs_with_its_heatmaps_and_analyze_rewrites_them(tmp_path):
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    cfg = tmp_path / "examples" / "trailing.yaml"
+    text = cfg.read_text()
+    assert "calls: 1000, candles: 2880" in text and "workers: 2" in text
+    cfg.write_text(text.replace("calls: 1000, candles: 2880", "calls: 60, candles: 300")
+                   .replace("workers: 2", "workers: 0"))
+    out = cli("run", str(cfg), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    run_dir = tmp_path / "runs" / "trailing"
+    plots = sorted(p.name for p in (run_dir / "plots").iterdir())
+    assert plots == ["equity_best.png", "heatmap_breakeven_trigger_x_entry_dip_pct.png",
+                     "heatmap_tp_mult_x_sl_mult.png", "heatmap_trail_pct_x_trail_activation.png"]
+    header = (run_dir / "results.csv").read_text().splitlines()[0].replace('"', "").split(",")
+    assert header[1:9] == ["tp_mult", "sl_mult", "max_hold_hrs", "trail_pct", "trail_activation",
+                           "breakeven_trigger", "entry_dip_pct", "entry_max_wait_min"]
+    assert {"exits_trailing_stop", "exits_breakeven", "skipped_no_fill"} <= set(header)
+    summary = (run_dir / "summary.md").read_text()
+    assert "### trail_pct\n" in summary and "| off |" in summary
+    assert "### entry_dip_pct\n" in summary and "At the best point:" in summary
+    (run_dir / "summary.md").unlink()
+    shutil.rmtree(run_dir / "plots")
+    out = cli("analyze", str(run_dir), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert (run_dir / "summary.md").read_text() == summary
+    assert sorted(p.name for p in (run_dir / "plots").iterdir()) == plots
+
+
+def test_changing_only_the_heatmaps_resumes_and_redraws(tmp_path):
+    cfg = tmp_path / "ext.yaml"
+    cfg.write_text(EXT)
+    assert cli("run", str(cfg), cwd=tmp_path).returncode == 0
+    cfg.write_text(EXT.replace("    - [tp_mult, sl_mult]\n", ""))
+    again = cli("run", str(cfg), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert " 0 chunks computed" in again.stdout              # the report is not the run
+    assert sorted(p.name for p in (tmp_path / "out" / "plots").iterdir()) == [
+        "equity_best.png", "heatmap_trail_pct_x_entry_dip_pct.png"]

@@ -28,6 +28,7 @@ from protocol import _messages as m
 from worker import synthetic_dataset
 from worker._core.callers import grouped_eval_flow, optimize_per_caller_flow
 from worker._core.engine import prepare
+from worker._core.layouts import N_EXITS, N_SKIPS
 from worker._core.jobs import evaluate
 from worker._core.optimize import optimize_flow
 from worker._errors import CheckpointMismatch, InternalError
@@ -147,8 +148,8 @@ def random_arrays(rows, seed):
     rng = np.random.default_rng(seed)
     mt = rng.standard_normal((rows, 11))
     mt[0, :4] = [np.nan, np.inf, -np.inf, -0.0]
-    ex = rng.integers(-2**63, 2**63 - 1, (rows, 4), dtype=np.int64)
-    sk = rng.integers(0, 1000, (rows, 3), dtype=np.int64)
+    ex = rng.integers(-2**63, 2**63 - 1, (rows, N_EXITS), dtype=np.int64)
+    sk = rng.integers(0, 1000, (rows, N_SKIPS), dtype=np.int64)
     return mt, ex, sk
 
 

@@ -14,7 +14,8 @@ import pytest
 
 import worker._core.layouts as L
 import worker._run.journal as J
-from protocol import CapitalMetrics, ParamGrid, PerTradeMetrics, SimulatorConfig
+from protocol import (EXTENDED_DEFAULTS, CapitalMetrics, ParamGrid, PerTradeMetrics,
+                      SimulatorConfig)
 from tests.reference import optimizer as ref_optimizer
 from worker import synthetic_dataset
 from worker._core import kernels, validate
@@ -37,9 +38,19 @@ def ds():
     return synthetic_dataset(n_calls=60, n_candles=200, n_callers=3, seed=5)
 
 
-@pytest.fixture(scope="module")
-def sweep(ds):
-    return prepare(ds, grid_levels(GRID, CONFIG))
+# SPEC 11's dimensions: two trails of one activation and one of another, a
+# breakeven, a market delay and a limit entry, gap fills at the open.
+EXTENDED_GRID = msgspec.convert({
+    "tp_mults": [1.5, 3.0], "sl_mults": [0.8, 0.9], "trail_pct": [None, 0.1, 0.2],
+    "trail_activation": [1.0, 1.1], "breakeven_trigger": [None, 1.2],
+    "entry_delay_candles": [0, 2], "entry_dip_pct": [0.0, 0.05]}, ParamGrid)
+
+
+@pytest.fixture(scope="module", params=["spec2", "spec11"])
+def sweep(ds, request):
+    if request.param == "spec2":
+        return prepare(ds, grid_levels(GRID, CONFIG))
+    return prepare(ds, grid_levels(EXTENDED_GRID, SimulatorConfig(gap_fill="open")))
 
 
 # ------------------------------------------------------------ names and indices
@@ -61,7 +72,7 @@ def test_reason_codes_are_their_column_in_the_count_arrays():
     assert L.ENTERED not in range(L.N_SKIPS)     # a status is a skip code or ENTERED
     for mode in MODES:
         assert set(L.MODE_SKIP_REASONS[mode]) <= set(L.SKIP_REASONS)
-    assert L.MODE_SKIP_REASONS["per_trade"] == ("no_entry",)
+    assert L.MODE_SKIP_REASONS["per_trade"] == ("no_entry", "no_fill")  # SPEC 3, 11
 
 
 def test_widths_are_the_name_tuples():
@@ -112,21 +123,42 @@ def test_config_fields_are_simulator_config_fields():
 
 def test_kernel_inputs_have_the_named_shapes(ds, sweep):
     lv = sweep.levels
-    assert sweep.calls.shape == (L.N_CALL_ROWS, ds.n_calls)
+    n_entries = lv.entry_delay.size
+    assert sweep.calls.shape == (n_entries, L.N_CALL_ROWS, ds.n_calls)
     assert lv.points.shape == (len(lv.params), L.N_POINT_LEVELS) and lv.points.dtype == np.int64
     assert len(sweep.hits) == len(L.HITS)
+    gap = ds.n_calls if lv.gap_open else 0
     n_levels = {L.HIT_TP_TS: lv.tp.size, L.HIT_SL_TS: lv.sl.size,
-                L.HIT_HOLD_TS: lv.hold_ms.size, L.HIT_HOLD_PX: lv.hold_ms.size}
+                L.HIT_HOLD_TS: lv.hold_ms.size, L.HIT_HOLD_PX: lv.hold_ms.size,
+                L.HIT_TRAIL_TS: lv.trail_dist.size, L.HIT_TRAIL_PX: lv.trail_dist.size,
+                L.HIT_BE_TS: lv.be_level.size}
     for k, size in n_levels.items():
-        assert sweep.hits[k].shape == (size, ds.n_calls)
+        assert sweep.hits[k].shape == (n_entries, size, ds.n_calls)
+    for k, size in {L.HIT_TP_OPEN: lv.tp.size, L.HIT_SL_OPEN: lv.sl.size,
+                    L.HIT_TRAIL_OPEN: lv.trail_dist.size, L.HIT_BE_OPEN: lv.be_level.size}.items():
+        assert sweep.hits[k].shape == (n_entries, size, gap)
     for p, params in zip(lv.points, lv.params, strict=True):
         assert lv.tp[p[L.POINT_TP]] == params.tp_mult
         assert lv.sl[p[L.POINT_SL]] == params.sl_mult
+        a, b, c = p[L.POINT_TRAIL], p[L.POINT_BE], p[L.POINT_ENTRY]
+        assert (a == L.NO_LEVEL) == (params.trail_pct is None)
+        if a != L.NO_LEVEL:
+            assert (lv.trail_dist[a], lv.trail_act[a]) == (params.trail_pct,
+                                                           params.trail_activation)
+        assert (b == L.NO_LEVEL) == (params.breakeven_trigger is None)
+        if b != L.NO_LEVEL:
+            assert lv.be_trig[b] == params.breakeven_trigger
+            assert lv.be_level[b] == 1 + params.breakeven_offset
+        assert (lv.entry_delay[c], lv.entry_dip[c]) == (params.entry_delay_candles,
+                                                        params.entry_dip_pct)
     # Alert times are the calls' own, in sweep order; no entry: price 0.
-    assert np.array_equal(sweep.calls[L.CALL_ALERT_TS], ds.call_ts_ms[sweep.positions])
-    no_entry = ds.entry_idx[sweep.positions] < 0
-    assert np.all(sweep.calls[L.CALL_ENTRY_PX, no_entry] == 0)
-    assert np.all(sweep.calls[L.CALL_ENTRY_PX, ~no_entry] > 0)
+    for c in range(n_entries):
+        calls = sweep.calls[c]
+        assert np.array_equal(calls[L.CALL_ALERT_TS], ds.call_ts_ms[sweep.positions])
+        no_entry = ds.entry_idx[sweep.positions] < 0
+        assert np.all(calls[L.CALL_ENTRY_PX, no_entry] == L.NO_ENTRY_PX)
+        if lv.entry_delay[c] == 0 and lv.entry_dip[c] == 0:
+            assert np.all(calls[L.CALL_ENTRY_PX, ~no_entry] > 0)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -159,7 +191,8 @@ def test_records_have_the_named_columns(ds, mode):
                           ParamGrid)
     sweep = prepare(ds, grid_levels(one, CONFIG))
     rows = np.arange(sweep.positions.size)
-    metrics, exits, skipped, rec = run_one(sweep, rows, CONFIG, mode)
+    metrics, exits, skipped, rec, calls = run_one(sweep, rows, CONFIG, mode)
+    assert calls is sweep.calls[0] or np.array_equal(calls, sweep.calls[0])
     assert rec.shape == (rows.size, L.N_REC_FIELDS)
     assert (metrics.shape, exits.shape, skipped.shape) == ((L.N_METRICS,), (L.N_EXITS,),
                                                           (L.N_SKIPS,))
@@ -170,11 +203,11 @@ def test_records_have_the_named_columns(ds, mode):
                           skipped)
     assert np.array_equal(np.bincount(rec[entered, L.REC_EXIT_REASON].astype(int),
                                       minlength=L.N_EXITS), exits)
-    assert np.all(rec[entered, L.REC_EXIT_TS] >= sweep.calls[L.CALL_ENTRY_TS, entered])
+    assert np.all(rec[entered, L.REC_EXIT_TS] >= calls[L.CALL_ENTRY_TS, entered])
     if mode == "per_trade":
         assert np.all(rec[entered, L.REC_SIZE] == 1.0)
     result = to_metrics(mode, metrics, exits, skipped,
-                        trade_records(ds, sweep.positions, sweep.calls, rows, rec))
+                        trade_records(ds, sweep.positions, calls, rows, rec))
     assert list(result.exits) == list(L.EXIT_REASONS)
     assert list(result.skipped) == list(L.MODE_SKIP_REASONS[mode])
     trades = result.completed_trades
@@ -221,7 +254,10 @@ def test_report_columns_derive_from_the_names(sweep, mode, per_caller):
                           rank=np.ones(rows, np.int64), failed=np.zeros(rows, bool),
                           callers=callers)
     names = table.column_names
-    assert names == text.table_column_names(mode, per_caller)
+    # SPEC 11 columns: the dimensions some point sets off their default.
+    extended = tuple(name for name, default in EXTENDED_DEFAULTS.items()
+                     if any(getattr(p, name) != default for p in sweep.levels.params))
+    assert names == text.table_column_names(mode, per_caller, extended)
     assert [c for c in names if c in L.METRICS[mode]] == list(L.METRICS[mode])
     assert [c for c in names if c.startswith("exits_")] == [f"exits_{r}" for r in L.EXIT_REASONS]
     assert [c for c in names if c.startswith("skipped_")] == [
@@ -237,7 +273,9 @@ def test_report_columns_derive_from_the_names(sweep, mode, per_caller):
 
 
 # The kernels' cache depends on files numba does not look at (worker/_core/kernels.py, sweeps.py).
-_CACHE_DEPENDENCIES = {"kernels.py": ("layouts.py",), "sweeps.py": ("layouts.py", "kernels.py")}
+_CACHE_DEPENDENCIES = {"kernels.py": ("layouts.py",),
+                       "sweeps.py": ("layouts.py", "kernels.py", "book.py"),
+                       "grid.py": ("layouts.py", "kernels.py", "book.py", "sweeps.py")}
 
 
 @pytest.mark.parametrize("module", sorted(_CACHE_DEPENDENCIES))
@@ -256,4 +294,4 @@ def test_kernel_modules_carry_the_digest_of_what_they_compile_in(module):
     assert found.group(1) == want, (
         f"worker/_core/{module}: {', '.join(_CACHE_DEPENDENCIES[module])} changed; set "
         f'DEPENDS_ON_DIGEST = "{want}" so its cached kernels recompile'
-        + (" (then update sweeps.py's digest too)" if module == "kernels.py" else ""))
+        + (" (then the digests of the modules that import it)" if module != "grid.py" else ""))

@@ -67,3 +67,115 @@ def test_different_trades_give_different_pictures(tmp_path):
     c = render(tmp_path, [-50.0, 100.0, 80.0] * 10)
     assert np.array_equal(a, b)                       # drawn the same way every time
     assert a.shape == c.shape and not np.array_equal(a, c)
+
+
+# -------------------------------------------------------------------- heatmaps
+
+def extended_table(objective_of, *, exits=None, skipped=None):
+    """A hand-built results table over tp x sl x trail_pct (null: off) x
+    trail_activation, the objective ``objective_of(params)``; every point
+    feasible, ranked by the objective; exit and skip counts 0 unless given."""
+    from protocol import ParamGrid, Params
+    from worker._core.layouts import CAP_FINAL_CAPITAL, N_EXITS, N_METRICS, N_SKIPS
+    from worker._report.report import results_table
+
+    grid = ParamGrid(tp_mults=[1.5, 2.0], sl_mults=[0.85, 0.9], max_hold_hrs=[4.0],
+                     trail_pct=[None, 0.1, 0.2], trail_activation=[1.0, 1.5])
+    params = [Params(tp_mult=tp, sl_mult=sl, max_hold_hrs=4.0, trail_pct=tr, trail_activation=ta)
+              for tp in grid.tp_mults for sl in grid.sl_mults for tr in grid.trail_pct
+              for ta in grid.trail_activation]
+    n = len(params)
+    metrics = np.zeros((n, N_METRICS))
+    metrics[:, CAP_FINAL_CAPITAL] = [objective_of(p) for p in params]
+    rank = np.empty(n, np.int64)
+    rank[np.argsort(-metrics[:, CAP_FINAL_CAPITAL], kind="stable")] = np.arange(1, n + 1)
+    return results_table(mode="capital", params=params, metrics=metrics,
+                         exits=np.zeros((n, N_EXITS)) if exits is None else exits(rank),
+                         skipped=np.zeros((n, N_SKIPS)) if skipped is None else skipped(rank),
+                         feasible=np.ones(n, bool), rank=rank, failed=np.zeros(n, bool),
+                         grid=grid)
+
+
+def trail_score(p):
+    """Best at trail 0.1 armed at 1.5, tp 2, sl 0.9; off is worst."""
+    trail = {None: 0.0, 0.1: 3_000.0, 0.2: 1_000.0}[p.trail_pct]
+    return 10_000 + trail + 500 * (p.trail_activation == 1.5) + 100 * p.tp_mult + 10 * p.sl_mult
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """The figures the heatmap code saves, by file name (besides the PNGs)."""
+    import worker._report.heatmap as H
+
+    figures = {}
+    real = H.save_png
+
+    def keep(fig, path):
+        figures[path.name] = fig
+        return real(fig, path)
+
+    monkeypatch.setattr(H, "save_png", keep)
+    return figures
+
+
+def test_a_chosen_pair_is_drawn_over_its_axes_with_the_best_of_the_rest(tmp_path, drawn):
+    from worker._report.plots import heatmaps
+
+    table = extended_table(trail_score)
+    paths = heatmaps(table, "final_capital", tmp_path,
+                     pairs=[["trail_pct", "trail_activation"], ["tp_mult", "trail_pct"]])
+    assert [p.name for p in paths] == ["heatmap_trail_pct_x_trail_activation.png",
+                                       "heatmap_tp_mult_x_trail_pct.png"]
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths)
+    ax = drawn["heatmap_trail_pct_x_trail_activation.png"].axes[0]
+    assert ax.get_xlabel().startswith("trail_pct")
+    assert ax.get_ylabel().startswith("trail_activation")
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["off", "0.1", "0.2"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["1", "1.5"]
+    title = ax.get_title()
+    assert "over trail_pct x trail_activation" in title and "best over tp_mult, sl_mult" in title
+    # Each cell: the best over tp and sl (tp 2, sl 0.9) of that trail setting.
+    expected = np.array([[trail_score(_P(tr, ta)) for tr in (None, 0.1, 0.2)]
+                         for ta in (1.0, 1.5)])
+    assert np.array_equal(np.asarray(ax.images[0].get_array()), expected)
+    # The red box is on the best cell (trail 0.1, activation 1.5).
+    red = (0.839, 0.153, 0.157)     # "#d62728"
+    [box] = [p for p in ax.patches if p.get_edgecolor()[:3] == pytest.approx(red, abs=0.01)]
+    assert box.get_x() == pytest.approx(1 - 0.46) and box.get_y() == pytest.approx(1 - 0.46)
+    other = drawn["heatmap_tp_mult_x_trail_pct.png"].axes[0]
+    assert [t.get_text() for t in other.get_yticklabels()] == ["off", "0.1", "0.2"]
+
+
+def _P(trail, activation):
+    from protocol import Params
+    return Params(tp_mult=2.0, sl_mult=0.9, max_hold_hrs=4.0, trail_pct=trail,
+                  trail_activation=activation)
+
+
+def test_the_default_heatmap_per_hold_takes_the_best_over_new_dimensions(tmp_path, drawn):
+    from worker._report.plots import heatmaps
+
+    [path] = heatmaps(extended_table(trail_score), "final_capital", tmp_path)
+    assert path.name == "heatmap_hold_4h.png"
+    ax = drawn[path.name].axes[0]
+    assert ax.get_xlabel().startswith("tp_mult") and ax.get_ylabel().startswith("sl_mult")
+    assert "best over trail_pct, trail_activation" in ax.get_title()
+    expected = [[10_000 + 3_500 + 100 * tp + 10 * sl for tp in (1.5, 2.0)] for sl in (0.85, 0.9)]
+    assert np.allclose(np.asarray(ax.images[0].get_array()), expected)
+
+
+def test_write_plots_draws_run_json_pairs_and_drops_stale_heatmaps(tmp_path):
+    from worker._report.plots import write_plots
+
+    plots = tmp_path / "plots"
+    plots.mkdir()
+    (plots / "heatmap_hold_4h.png").write_bytes(b"old")
+    meta = {"objective": "final_capital", "heatmaps": [["trail_pct", "trail_activation"]]}
+    paths = write_plots(tmp_path, table=extended_table(trail_score), meta=meta, result={},
+                        best_trades=None)
+    assert sorted(p.name for p in plots.iterdir()) == [
+        "heatmap_trail_pct_x_trail_activation.png"] == [p.name for p in paths]
+    del meta["heatmaps"]                       # no choice: the default, by hold
+    write_plots(tmp_path, table=extended_table(trail_score), meta=meta, result={},
+                best_trades=None)
+    assert sorted(p.name for p in plots.iterdir()) == ["heatmap_hold_4h.png"]

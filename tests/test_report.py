@@ -21,11 +21,13 @@ from worker._report.analyze import NotARunDirectory, analyze, analyze_main
 import worker
 from worker._core.engine import grid_levels
 from worker._core.jobs import GridJob, evaluate
-from worker._core.layouts import (CAP_FINAL_CAPITAL, CAPITAL_METRICS, EXIT_REASONS, N_EXITS,
-                                  N_METRICS, N_SKIPS, PER_TRADE_METRICS, SKIP_REASONS)
+from worker._core.layouts import (CAP_FINAL_CAPITAL, CAPITAL_METRICS, EXIT_REASONS,
+                                  MODE_SKIP_REASONS, N_EXITS, N_METRICS, N_SKIPS,
+                                  PER_TRADE_METRICS, SKIP_REASONS)
 from worker._core.optimize import feasible_mask, make_study, rank_order
 from worker._report.plots import heatmaps, hold_label
-from worker._report.report import pearson, results_table, summary_markdown, write_report
+from worker._report.report import (fmt_params, pearson, results_table, summary_markdown,
+                                   table_column_names, write_report)
 
 GRID = {"tp_mults": [1.2, 1.5, 2.0, 3.0], "sl_mults": [0.8, 0.85, 0.9, 0.95],
         "max_hold_hrs": [0.5, 8.0]}
@@ -63,7 +65,7 @@ def table_for(ds, *, per_caller=False, failed_items=(), grid=GRID, **study_args)
     callers = None if codes is None else [ds.caller_names[c] for c in codes.tolist()]
     return results_table(mode=study.mode, params=levels.params, metrics=metrics, exits=exits,
                          skipped=skipped, feasible=feasible, rank=rank, failed=failed,
-                         callers=callers), study
+                         callers=callers, grid=study.grid), study
 
 
 def meta_for(kind, study, *, failed_chunks=(), dropped=None):
@@ -200,8 +202,8 @@ def test_per_trade_table_and_nan_profit_factor_is_null(ds):
     table, _ = table_for(ds, mode="per_trade")
     assert table.column_names == [
         "index", "tp_mult", "sl_mult", "max_hold_hrs", *PER_TRADE_METRICS,
-        *(f"exits_{r}" for r in EXIT_REASONS), "skipped_no_entry", "feasible", "rank",
-        "failed"]
+        *(f"exits_{r}" for r in EXIT_REASONS),
+        *(f"skipped_{r}" for r in MODE_SKIP_REASONS["per_trade"]), "feasible", "rank", "failed"]
     study = make_study(ds, mode="per_trade")
     levels = grid_levels(study.grid, study.config)
     metrics = np.ones((levels.n_points, N_METRICS))  # default grid: 30 points, hold from the config
@@ -429,3 +431,135 @@ def test_analyze_refuses_a_directory_that_is_not_a_finished_run(tmp_path, capsys
     assert "results.parquet" in err.err and "has not finished" in err.err and err.out == ""
     with pytest.raises(NotARunDirectory, match="no such directory"):
         analyze(tmp_path / "nope")
+
+
+# ------------------------------------------------- SPEC 11 dimensions (issue 12)
+
+EXT_GRID = {"tp_mults": [1.5, 2.0], "sl_mults": [0.85, 0.9], "max_hold_hrs": [8.0],
+            "trail_pct": [None, 0.1], "trail_activation": [1.0], "entry_delay_candles": [0, 2]}
+
+
+def test_table_has_a_column_per_spec11_dimension_the_grid_sets(ds):
+    table, _ = table_for(ds, grid=EXT_GRID)
+    extended = ("trail_pct", "trail_activation", "entry_delay_candles")
+    assert table.column_names == table_column_names("capital", extended=extended)
+    assert table.column_names[:7] == ["index", "tp_mult", "sl_mult", "max_hold_hrs", *extended]
+    rows = table.to_pylist()
+    assert len(rows) == 16
+    assert [r["trail_pct"] for r in rows[:4]] == [None, None, 0.1, 0.1]   # grid order
+    assert {r["trail_activation"] for r in rows} == {1.0}       # given at its default: kept
+    assert [r["entry_delay_candles"] for r in rows[:4]] == [0, 2, 0, 2]
+    assert str(table.schema.field("entry_delay_candles").type) == "int64"
+    csv_header = table_column_names("capital", extended=extended)
+    assert "breakeven_trigger" not in csv_header and "entry_dip_pct" not in csv_header
+
+
+def test_a_dimension_set_by_a_point_gets_a_column_without_a_grid():
+    from protocol import Params
+    from worker._report.report import extended_dims
+
+    plain = [Params(tp_mult=2.0, sl_mult=0.9)]
+    assert extended_dims(plain, None) == ()
+    dipped = plain + [Params(tp_mult=2.0, sl_mult=0.9, entry_dip_pct=0.05)]
+    assert extended_dims(dipped, None) == ("entry_dip_pct",)
+
+
+def test_fmt_params_shows_spec11_parameters_off_their_default():
+    p = {"tp_mult": 2.0, "sl_mult": 0.9, "max_hold_hrs": 48.0, "trail_pct": 0.1,
+         "trail_activation": 1.0, "breakeven_trigger": None}
+    assert fmt_params(p) == "tp_mult 2, sl_mult 0.9, max_hold_hrs 48, trail_pct 0.1"
+
+
+def extended_summary(**table_args):
+    from tests.test_plots import extended_table, trail_score
+
+    table = extended_table(trail_score, **table_args)
+    meta = {"kind": "optimize", "mode": "capital", "objective": "final_capital",
+            "params_evaluated": table.num_rows}
+    return summary_markdown(table, meta, {}), table
+
+
+def block(text, name):
+    lines = "\n".join(section(text, "Marginal effects")).split(f"### {name}\n", 1)[1]
+    return [cells(line) for line in lines.split("###", 1)[0].splitlines()
+            if line.startswith("| ")][2:]
+
+
+def test_marginal_effects_cover_new_dimensions_with_off_as_a_level():
+    text, table = extended_summary()
+    assert check_markdown_tables(text) == 1 + 5 + 1      # top 10, 5 marginals, correlations
+    rows = block(text, "trail_pct")
+    assert [r[0] for r in rows] == ["off", "0.1", "0.2"]
+    trail = table.column("trail_pct").to_pylist()
+    obj = table.column("final_capital").to_pylist()
+    for label, value in (("off", None), ("0.1", 0.1), ("0.2", 0.2)):
+        at = [o for t, o in zip(trail, obj) if t == value]
+        [row] = [r for r in rows if r[0] == label]
+        assert row[1:] == [f"{np.mean(at):,.2f}", f"{max(at):,.2f}", f"{len(at)} / {len(at)}"]
+    assert [r[0] for r in block(text, "trail_activation")] == ["1", "1.5"]
+
+
+def test_correlations_of_an_optional_dimension_leave_off_points_out():
+    text, table = extended_summary()
+    lines = section(text, "Correlations")
+    assert any("`trail_pct`" in line and "left out" in line for line in lines)
+    rows = {cells(line)[0]: cells(line) for line in lines if line.startswith("| ")}
+    trail = np.array(table.column("trail_pct").to_pylist(), np.float64)   # None -> NaN
+    obj = np.array(table.column("final_capital").to_pylist())
+    on = ~np.isnan(trail)
+    expected = pearson(trail[on], obj[on])
+    assert rows["trail_pct"][1] == f"{expected:+.2f}"
+    # Off as 0 would read the other way round: off is the worst, 0.2 < 0.1.
+    assert f"{pearson(np.nan_to_num(trail), obj):+.2f}" != rows["trail_pct"][1]
+    assert rows["trail_activation"][1] != "n/a"
+
+
+def test_top_10_and_best_point_show_new_dimensions_exits_and_skips():
+    from worker._core.layouts import EXIT_REASONS, SKIP_REASONS
+
+    def exits(rank):
+        e = np.zeros((rank.size, N_EXITS), np.int64)
+        e[rank == 1, EXIT_REASONS.index("trailing_stop")] = 7
+        return e
+
+    def skipped(rank):
+        s = np.zeros((rank.size, N_SKIPS), np.int64)
+        s[rank == 1, SKIP_REASONS.index("no_fill")] = 3
+        return s
+
+    text, _ = extended_summary(exits=exits, skipped=skipped)
+    top = [cells(line) for line in section(text, "Top 10") if line.startswith("| ")]
+    assert top[0][:6] == ["rank", "tp_mult", "sl_mult", "max_hold_hrs", "trail_pct",
+                          "trail_activation"]
+    assert top[2][:6] == ["1", "2", "0.9", "4", "0.1", "1.5"]
+    [line] = [ln for ln in text.splitlines() if ln.startswith("At the best point:")]
+    assert "trailing_stop 7" in line and "breakeven 0" in line and "no_fill 3" in line
+
+
+def test_per_caller_table_fills_in_defaults_left_out_of_best_params():
+    from tests.test_plots import extended_table, trail_score
+
+    table = extended_table(trail_score)
+    meta = {"kind": "per_caller", "mode": "capital", "objective": "final_capital"}
+    best = {"tp_mult": 2.0, "sl_mult": 0.9, "max_hold_hrs": 4.0, "trail_pct": 0.1}
+    result = {"per_caller_results": {
+        "a": {"calls": 3, "best_params": best, "best_metrics": {"final_capital": 1.0}},
+        "b": {"calls": 2, "best_params": None, "best_metrics": None}}}
+    lines = section(summary_markdown(table, meta, result), "Per caller")
+    rows = {cells(line)[0]: cells(line) for line in lines if line.startswith("| ")}
+    assert rows["caller"][2:7] == ["tp_mult", "sl_mult", "max_hold_hrs", "trail_pct",
+                                   "trail_activation"]
+    assert rows["a"][2:7] == ["2", "0.9", "4", "0.1", "1"]      # activation: its default
+    assert rows["b"][2:7] == ["n/a"] * 5
+
+
+def test_engine_run_over_new_dimensions_reports_them(ds, tmp_path):
+    """The engine's own table and answer: marginals list off and on, the
+    header names the best point's trailing stop when it has one."""
+    table, study = table_for(ds, grid=EXT_GRID)
+    result = worker.optimize(ds, EXT_GRID)
+    text = summary_markdown(table, meta_for("optimize", study), result)
+    assert [r[0] for r in block(text, "trail_pct")] == ["off", "0.1"]
+    assert [r[0] for r in block(text, "entry_delay_candles")] == ["0", "2"]
+    assert f"Best: {fmt_params(msgspec.to_builtins(result.best_params))} ->" in text
+    assert "exits_trailing_stop" in table.column_names and "skipped_no_fill" in table.column_names

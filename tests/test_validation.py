@@ -92,6 +92,31 @@ CASES = [
     ("grid typo", opt({"tp_mutls": [2.0]}), "$.param_grid"),
     ("grid str value", opt({"tp_mults": ["2.0"]}), "$.param_grid.tp_mults[0]"),
     ("grid scalar", opt({"tp_mults": 2.0}), "$.param_grid.tp_mults"),
+    # SPEC 11: params, grid dimensions, the breakeven cross-field rule, gap_fill
+    ("trail_pct=0", sim({"trail_pct": 0.0}), "$.params.trail_pct"),
+    ("trail_pct=1", sim({"trail_pct": 1.0}), "$.params.trail_pct"),
+    ("trail_activation<1", sim({"trail_activation": 0.99}), "$.params.trail_activation"),
+    ("breakeven_trigger=1", sim({"breakeven_trigger": 1.0}), "$.params.breakeven_trigger"),
+    ("breakeven_offset<0", sim({"breakeven_offset": -0.01}), "$.params.breakeven_offset"),
+    ("breakeven_offset>=trigger-1", sim({"breakeven_trigger": 1.2, "breakeven_offset": 0.2}),
+     "$.params.breakeven_offset"),
+    ("entry_delay<0", sim({"entry_delay_candles": -1}), "$.params.entry_delay_candles"),
+    ("entry_delay float", sim({"entry_delay_candles": 1.5}), "$.params.entry_delay_candles"),
+    ("entry_delay huge", sim({"entry_delay_candles": 2**63}), "$.params.entry_delay_candles"),
+    ("entry_dip=1", sim({"entry_dip_pct": 1.0}), "$.params.entry_dip_pct"),
+    ("entry_dip<0", sim({"entry_dip_pct": -0.1}), "$.params.entry_dip_pct"),
+    ("entry_wait=0", sim({"entry_max_wait_min": 0}), "$.params.entry_max_wait_min"),
+    ("entry_wait=inf", sim({"entry_max_wait_min": INF}), "$.params.entry_max_wait_min"),
+    ("grid trail_pct>=1", opt({"trail_pct": [None, 1.5]}), "$.param_grid.trail_pct[1]"),
+    ("grid trail dup null", opt({"trail_pct": [None, 0.1, None]}), "$.param_grid.trail_pct[2]"),
+    ("grid activation null", opt({"trail_activation": [None]}),
+     "$.param_grid.trail_activation[0]"),
+    ("grid breakeven pair", opt({"breakeven_trigger": [1.5, 1.1], "breakeven_offset": [0, 0.2]}),
+     "$.param_grid.breakeven_offset[1]"),
+    ("grid delay float", opt({"entry_delay_candles": [0, 2.5]}),
+     "$.param_grid.entry_delay_candles[1]"),
+    ("grid wait empty", opt({"entry_max_wait_min": []}), "$.param_grid.entry_max_wait_min"),
+    ("gap_fill unknown", opt(config={"gap_fill": "close"}), "$.simulator_config.gap_fill"),
     # simulator_config (SPEC 2)
     ("capital=0", opt(config={"initial_capital": 0}), "$.simulator_config.initial_capital"),
     ("capital<0", sim(config={"initial_capital": -1.0}), "$.simulator_config.initial_capital"),
@@ -191,6 +216,15 @@ def test_every_entry_point_validates_shared_fields(ds, entry, kw, path):
     with pytest.raises(InvalidParams) as excinfo:
         ENTRY_POINTS[entry](ds, **kw)
     assert_invalid(excinfo, path)
+
+
+def test_spec11_dimensions_multiply_the_grid_size(ds):
+    grid = {"tp_mults": [1.5, 2.0], "sl_mults": [0.9, 0.8], "max_hold_hrs": [1, 2],
+            "trail_pct": [None, 0.1, 0.2], "entry_dip_pct": [0, 0.05]}
+    with pytest.raises(ResourceLimit) as excinfo:
+        worker.optimize(ds, grid, max_points=47)
+    assert (excinfo.value.data["points"], excinfo.value.data["limit"]) == (48, 47)
+    assert worker.optimize(ds, grid, max_points=48).params_evaluated == 48
 
 
 @pytest.mark.parametrize("entry", ["optimize", "optimize_per_caller", "grouped_eval"])

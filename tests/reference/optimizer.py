@@ -1,10 +1,17 @@
-"""Reference optimizer: the executable meaning of SPEC sections 5 and 6.
+"""Reference optimizer: the executable meaning of SPEC sections 5 and 6 (with
+SPEC 11's grid dimensions).
 
 Every grid point is simply simulated with the reference simulator; ranking,
 feasibility, per-caller and grouped evaluation are plain loops and sorts.
 """
 
-from .simulator import full_config, simulate_capital, simulate_per_trade
+from .simulator import (
+    EXTENDED_DEFAULTS,
+    check_extended,
+    full_config,
+    simulate_capital,
+    simulate_per_trade,
+)
 
 DEFAULT_GRID = {
     "tp_mults": [1.5, 2.0, 2.5, 3.0, 4.0, 5.0],
@@ -63,8 +70,17 @@ def check_constraints(mode, constraints):
     return constraints
 
 
+# SPEC 11's grid dimensions, in grid order (after max_hold_hrs); a grid
+# names each by its parameter's own (singular) name.
+EXTENDED_DIMS = tuple(EXTENDED_DEFAULTS)
+NULLABLE_DIMS = ("trail_pct", "breakeven_trigger")
+
+
 def grid_points(grid, config):
-    """Parameter sets in grid order: tp outermost, max_hold_hrs innermost."""
+    """Parameter sets in grid order: tp outermost, then sl, max_hold_hrs and
+    SPEC 11's dimensions in the order SPEC 11 lists them (entry_max_wait_min
+    innermost).  A point's params name a SPEC 11 parameter only when its
+    value differs from the default."""
     grid = grid or {}
     cfg = full_config(config)
     tps = grid.get("tp_mults")
@@ -76,15 +92,36 @@ def grid_points(grid, config):
         sls = DEFAULT_GRID["sl_mults"]
     if holds is None:
         holds = [cfg["max_trade_horizon_hrs"]]
-    for name, values in (("tp_mults", tps), ("sl_mults", sls), ("max_hold_hrs", holds)):
+    dims = [("tp_mults", "tp_mult", tps), ("sl_mults", "sl_mult", sls),
+            ("max_hold_hrs", "max_hold_hrs", holds)]
+    for name in EXTENDED_DIMS:
+        values = grid.get(name)
+        if values is None:
+            values = [EXTENDED_DEFAULTS[name]]
+        dims.append((name, name, values))
+    for grid_name, _, values in dims:
+        if len(values) == 0:
+            raise ValueError("%s must not be empty" % grid_name)
+        if grid_name not in NULLABLE_DIMS and any(v is None for v in values):
+            raise ValueError("null is not allowed in %s" % grid_name)
         if len(set(values)) != len(values):
-            raise ValueError("duplicate values in %s" % name)
-    points = []
-    for tp in tps:
-        for sl in sls:
-            for hold in holds:
-                points.append({"tp_mult": tp, "sl_mult": sl, "max_hold_hrs": hold})
-    return points
+            raise ValueError("duplicate values in %s" % grid_name)
+
+    points = [{}]
+    for _, key, values in dims:  # outermost first: later keys vary fastest
+        points = [dict(p, **{key: v}) for p in points for v in values]
+    out = []
+    for p in points:
+        check_extended(p)  # e.g. breakeven_offset >= breakeven_trigger - 1
+        params = {"tp_mult": p["tp_mult"], "sl_mult": p["sl_mult"],
+                  "max_hold_hrs": p["max_hold_hrs"]}
+        for name in EXTENDED_DIMS:
+            default = EXTENDED_DEFAULTS[name]
+            value = p[name]
+            if (value is None) != (default is None) or (value is not None and value != default):
+                params[name] = value
+        out.append(params)
+    return out
 
 
 def participating(calls, caller_groups):

@@ -14,6 +14,7 @@ import yaml
 from protocol import Constraints, Mode, ParamGrid, SimulatorConfig
 
 from .._errors import InvalidParams, split_msgspec_error
+from .._report.text import DIMENSIONS, EXTENDED
 
 _STRICT = dict(frozen=True, kw_only=True, forbid_unknown_fields=True)
 
@@ -43,6 +44,15 @@ class GroupedConfig(msgspec.Struct, **_STRICT):
     grouped_params: Literal["mean", "optimize"] = "mean"
 
 
+class ReportConfig(msgspec.Struct, **_STRICT):
+    """How the report is drawn, not what the run computes (so it is not
+    fingerprinted: changing it still resumes). ``heatmaps``: pairs of grid
+    dimensions ``[x, y]`` (column names: ``tp_mult``, ``trail_pct``, ...),
+    one heatmap each instead of tp x sl per hold; ``[]``: none."""
+
+    heatmaps: list[Annotated[list[str], msgspec.Meta(min_length=2, max_length=2)]] | None = None
+
+
 class RunConfig(msgspec.Struct, **_STRICT):
     data: DataConfig
     run: Literal["optimize", "per_caller", "grouped"] = "optimize"
@@ -59,6 +69,7 @@ class RunConfig(msgspec.Struct, **_STRICT):
     extreme_tp_above: float = 4.0
     output: str = "runs/run"
     workers: Annotated[int, msgspec.Meta(ge=0)] = 0
+    report: ReportConfig = msgspec.field(default_factory=ReportConfig)
 
 
 def load_config(path: str | Path) -> tuple[RunConfig, str]:
@@ -80,6 +91,9 @@ def load_config(path: str | Path) -> tuple[RunConfig, str]:
     if given[0] == given[1] or (given[0] and (data.calls is None or data.candles is None)):
         raise _located(path, text, "give data.calls and data.candles (files), or data.demo "
                                    "(the synthetic dataset), not both", "$.data")
+    bad_pair = heatmap_error(cfg)
+    if bad_pair is not None:
+        raise _located(path, text, *bad_pair)
     base = path.parent
     resolved = msgspec.structs.replace(
         cfg, output=os.path.normpath(base / cfg.output),
@@ -87,6 +101,27 @@ def load_config(path: str | Path) -> tuple[RunConfig, str]:
             data, calls=None if data.calls is None else os.path.normpath(base / data.calls),
             candles=None if data.candles is None else os.path.normpath(base / data.candles)))
     return resolved, text
+
+
+def heatmap_error(cfg: RunConfig) -> tuple[str, str] | None:
+    """(message, JSON path) of the first bad ``report.heatmaps`` entry: an
+    axis must be a dimension of this run's grid, a pair two of them, once."""
+    seen = set()
+    for i, pair in enumerate(cfg.report.heatmaps or []):
+        for j, name in enumerate(pair):
+            if name not in DIMENSIONS:
+                return (f"unknown grid dimension {name!r:.60}; one of {', '.join(DIMENSIONS)}",
+                        f"$.report.heatmaps[{i}][{j}]")
+            if name in EXTENDED and getattr(cfg.param_grid, name) is None:
+                # Every point has its default: an axis of one value.
+                return (f"{name} is not a dimension of this run's grid (give "
+                        f"param_grid.{name})", f"$.report.heatmaps[{i}][{j}]")
+        if pair[0] == pair[1]:
+            return "a heatmap needs two different dimensions", f"$.report.heatmaps[{i}][1]"
+        if tuple(pair) in seen:
+            return f"the pair {pair} is given twice", f"$.report.heatmaps[{i}]"
+        seen.add(tuple(pair))
+    return None
 
 
 def _located(path: Path, text: str, message: str, json_path: str) -> InvalidParams:

@@ -30,6 +30,7 @@ whatever depended on them) are computed; the others come from the journal.
 
 from __future__ import annotations
 
+import math
 import shlex
 import sys
 from contextlib import AsyncExitStack
@@ -39,18 +40,20 @@ from typing import Any
 import anyio
 import msgspec
 
+from protocol import ParamGrid
+
 from .._core.callers import grouped_eval_flow, optimize_per_caller_flow
 from .._core.dataset import Dataset
 from .._core.jobs import Flow, recorded
 from .._core.optimize import make_study, optimize_flow, unknown_callers
 from .._core.tunables import EVALS_PER_SECOND
-from .._core.validate import grid_size
 from .._data.files import dataset_from_files
 from .._data.synthetic import synthetic_dataset
 from .._errors import InvalidParams
 from .._pool.evaluator import PoolEvaluator
 from .._pool.pool import WorkerPool
 from .._report.rundir import finish_run, now, open_run
+from .._report.text import EXTENDED
 from .._run.checkpoint import CheckpointingEvaluator, CheckpointStats
 from .._run.drive import drive
 from .._run.evaluators import Evaluator, ThreadEvaluator
@@ -73,7 +76,8 @@ def load_data(cfg: RunConfig) -> Dataset:
 def request_of(cfg: RunConfig) -> dict:
     """What the run computes: the config without where and how it runs."""
     request = msgspec.to_builtins(cfg)
-    for key in ("output", "workers"):
+    # Where and how it runs, and how its report is drawn, are not the run.
+    for key in ("output", "workers", "report"):
         request.pop(key)
     # The data's content is fingerprinted; where the files are is not (a
     # resume from another directory, or after moving them, still resumes).
@@ -101,16 +105,25 @@ def make_flow(ds: Dataset, cfg: RunConfig) -> Flow:
                              **extreme, **args)
 
 
+def grid_dimensions(grid: ParamGrid) -> list[tuple[int, str]]:
+    """(values, label) of every dimension: tp, sl, hold always (a grid without
+    holds has the config's one), then each SPEC 11 dimension the grid sets."""
+    dims = [(len(grid.tp_mults), "tp"), (len(grid.sl_mults), "sl"),
+            (len(grid.max_hold_hrs or [0]), "hold")]
+    return dims + [(len(getattr(grid, name)), name) for name in EXTENDED
+                   if getattr(grid, name) is not None]
+
+
 def dry_run(ds: Dataset, cfg: RunConfig, out=sys.stdout) -> None:
-    points = grid_size(cfg.param_grid)
+    dims = grid_dimensions(cfg.param_grid)
+    points = math.prod(n for n, _ in dims)
     evals = ds.n_calls * points
     workers = max(1, cfg.workers)
     out.write(f"config ok: run {cfg.run}, mode {cfg.mode}, output {cfg.output}\n"
               f"data: {ds.n_calls:,} calls by {len(ds.caller_names)} callers, "
               f"{ds.n_series:,} series, {ds.n_candles:,} candles"
               f"{f', {ds.dropped_count} bad series dropped' if ds.dropped_count else ''}\n"
-              f"grid: {len(cfg.param_grid.tp_mults)} tp x {len(cfg.param_grid.sl_mults)} sl x "
-              f"{len(cfg.param_grid.max_hold_hrs or [0])} hold = {points:,} points, "
+              f"grid: {' x '.join(f'{n} {label}' for n, label in dims)} = {points:,} points, "
               f"{evals:,} call x point evaluations\n"
               f"estimated time: about {max(evals / (EVALS_PER_SECOND * workers), 0.1):.1f} s "
               f"of grid work on {workers} worker(s), plus the candle scan\n")
@@ -141,7 +154,8 @@ def run_main(config_path: str, *, dry: bool = False, restart: bool = False) -> i
         jobs: list = []
         result, stats = anyio.run(_execute, ds, cfg, journal, recorded(make_flow(ds, cfg), jobs), bar)
         # The journal's lock is held until the run directory is complete.
-        paths = finish_run(run_dir, ds, cfg.run, study, result, stats, jobs, started)
+        paths = finish_run(run_dir, ds, cfg.run, study, result, stats, jobs, started,
+                           heatmaps=cfg.report.heatmaps)
     finally:
         journal.close()
         bar.close()

@@ -117,6 +117,9 @@ def grouped_eval_flow(ds: Dataset, grid: Any = None, *, filter_collapsed: bool =
 
 
 def _mean_params(best: list[Params]) -> Params:
+    """SPEC 6's mean of tp, sl and hold. Decision: SPEC 11's parameters stay
+    at their defaults (a mean of "off" and a trail, or of candle counts, has
+    no meaning); ``grouped_params: "optimize"`` searches them instead."""
     n = len(best)
     return Params(tp_mult=sum(p.tp_mult for p in best) / n,
                   sl_mult=sum(p.sl_mult for p in best) / n,

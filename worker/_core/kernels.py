@@ -6,13 +6,15 @@ The meaning of every kernel is the plain-loop reference in
 their rows and columns mean.
 
 The idea that makes a grid cheap: a call's exit depends on a grid point only
-through its TP level, SL level and hold. ``exit_levels_nb`` makes one pass over
-each call's candles and records, for every distinct level, the time of the
-first candle that reaches it. A grid point's exit is then the earliest of three
-precomputed times, and each capital run is a sweep over the calls with its
-open positions kept in exit order (a sorted ring for up to ``SMALL_BOOK``
-positions, a heap beyond): O(candles + calls x grid points) instead of
-O(candles x grid points).
+through its entry configuration and the levels of its exits (TP, SL, hold,
+and SPEC 11's trailing stop and breakeven, each of which first hits at a
+time that depends on that one configuration alone). ``exit_levels_nb`` makes
+one pass over each call's candles per entry configuration and records, for
+every distinct level, the time of the first candle that reaches it. A grid
+point's exit is then the earliest of a few precomputed times, and each
+capital run is a sweep over the calls with its open positions kept in exit
+order (``book``): O(candles x entry configurations + calls x grid points)
+instead of O(candles x grid points).
 
 Times stand in for candle indices: timestamps strictly increase within a
 series, so "earlier time" and "earlier candle" are the same thing, and
@@ -24,14 +26,26 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from .layouts import END_OF_DATA, STOP_LOSS, TAKE_PROFIT, TIME_EXIT
+from .layouts import (
+    BREAKEVEN,
+    CALL_ENTRY_PX,
+    CALL_ENTRY_TS,
+    CALL_EXPIRY_TS,
+    END_OF_DATA,
+    NO_ENTRY_PX,
+    NO_FILL_PX,
+    STOP_LOSS,
+    TAKE_PROFIT,
+    TIME_EXIT,
+    TRAILING_STOP,
+)
 
 # Numba's on-disk cache keys a kernel on its own file's content only, not on
 # the constants and inlined kernels it takes from layouts.py. This digest of
 # them is part of this file, so when they change, this file changes and its
 # kernels recompile (tests/test_layouts.py keeps it equal; a stale cache
 # would give old numbers).
-DEPENDS_ON_DIGEST = "3549580b8ae0b7ba"
+DEPENDS_ON_DIGEST = "2f2d739420a90c57"
 
 NO_HIT = np.iinfo(np.int64).max
 
@@ -39,46 +53,115 @@ _BLOCK = 32  # candles tested at once for "could a level be reached here?"
 
 
 @nb.njit(cache=True, nogil=True, parallel=True)
-def exit_levels_nb(ts, high, low, close, entry_idx, series_end,
-                   tp_levels, sl_levels, hold_ms):
-    """First-hit times of every TP, SL and hold level, for every call.
+def exit_levels_nb(ts, open_, high, low, close, entry0, series_end, alert_ts,
+                   entry_delay, entry_dip, entry_wait_ms,
+                   tp_levels, sl_levels, hold_ms,
+                   trail_dist, trail_act, trail_groups, be_trig, be_level, be_groups,
+                   gap_open, calls):
+    """Entries and first-hit times of every level, per entry configuration.
 
-    ``tp_levels`` ascending, ``sl_levels`` descending, ``hold_ms`` ascending,
-    so on each side the levels are reached in order and one pointer per side
-    suffices. Only candles after the entry count (SPEC 2.2.6). The scan stops
-    once every grid point must have exited: all TP levels hit, all SL levels
-    hit, or the longest hold reached. Calls without entry keep NO_HIT.
+    For entry configuration ``c`` (``entry_delay[c]``, ``entry_dip[c]``,
+    ``entry_wait_ms[c]``: SPEC 11's entry) and call ``i`` (``entry0``: SPEC
+    2.3's entry candle, -1 if none): writes ``calls[c]``'s entry rows and
+    scans the candles after the entry once for every level of every kind.
 
-    Returns ``tp_ts[n_tp, n]``, ``sl_ts[n_sl, n]``, ``hold_ts[n_hold, n]``,
-    ``hold_px[n_hold, n]`` (close of the hold candle), in ``layouts.HITS``
-    order, level-major so a grid point's sweep reads contiguous memory. Reference:
-    ``tests.reference.simulator.simulate_capital`` (the exit rule).
+    Levels come sorted so each kind is reached in order and one pointer per
+    kind (per group) suffices: ``tp_levels`` ascending, ``sl_levels``
+    descending, ``hold_ms`` ascending; trailing stops grouped by activation
+    (``trail_groups`` offsets; distances ascending in a group: the tighter
+    trail is the higher level), breakevens grouped by trigger (``be_level``,
+    ``1 + offset``, descending in a group). The scan stops once every grid
+    point must have exited: all TP levels hit, all SL levels hit, or the
+    longest hold reached (a stop component first hit later cannot matter).
+
+    Returns the arrays of ``layouts.HITS``, each ``[entry configs, levels,
+    calls]``, level-major so a grid point's sweep reads contiguous memory;
+    first hits are ``NO_HIT`` where never reached. Reference:
+    ``tests.reference.simulator`` (``find_entry``, ``find_exit``).
     """
-    n = entry_idx.shape[0]
+    n_ent, n = entry_delay.shape[0], entry0.shape[0]
     n_tp, n_sl, n_hold = tp_levels.shape[0], sl_levels.shape[0], hold_ms.shape[0]
-    tp_ts = np.full((n_tp, n), NO_HIT, np.int64)
-    sl_ts = np.full((n_sl, n), NO_HIT, np.int64)
-    hold_ts = np.full((n_hold, n), NO_HIT, np.int64)
-    hold_px = np.zeros((n_hold, n), np.float64)
-    for i in nb.prange(n):
-        e = entry_idx[i]
+    n_tr, n_be = trail_dist.shape[0], be_level.shape[0]
+    extended = n_tr > 0 or n_be > 0 or gap_open
+    n_gap = n if gap_open else 0
+    tp_ts = np.full((n_ent, n_tp, n), NO_HIT, np.int64)
+    sl_ts = np.full((n_ent, n_sl, n), NO_HIT, np.int64)
+    hold_ts = np.full((n_ent, n_hold, n), NO_HIT, np.int64)
+    hold_px = np.zeros((n_ent, n_hold, n), np.float64)
+    tr_ts = np.full((n_ent, n_tr, n), NO_HIT, np.int64)
+    tr_px = np.zeros((n_ent, n_tr, n), np.float64)
+    be_ts = np.full((n_ent, n_be, n), NO_HIT, np.int64)
+    tp_open = np.zeros((n_ent, n_tp, n_gap), np.float64)
+    sl_open = np.zeros((n_ent, n_sl, n_gap), np.float64)
+    tr_open = np.zeros((n_ent, n_tr, n_gap), np.float64)
+    be_open = np.zeros((n_ent, n_be, n_gap), np.float64)
+    for flat in nb.prange(n_ent * n):
+        c, i = flat // n, flat % n
+        end = series_end[i] + 1
+        e = _entry_nb(ts, open_, low, close, entry0[i], end, alert_ts[i], entry_delay[c],
+                      entry_dip[c], entry_wait_ms[c], calls[c], i)
         if e < 0:
             continue
-        end = series_end[i] + 1
-        entry_px = close[e]
+        entry_px = calls[c, CALL_ENTRY_PX, i]
         stop = end
         for h in range(n_hold):
             target = ts[e] + hold_ms[h]
             j = e + 1 + np.searchsorted(ts[e + 1:end], target)
             if j < end:
-                hold_ts[h, i] = ts[j]
-                hold_px[h, i] = close[j]
+                hold_ts[c, h, i] = ts[j]
+                hold_px[c, h, i] = close[j]
             # The longest hold (last) bounds the scan; its own candle may
             # still hit TP or SL first, so it is scanned too.
             stop = j + 1 if j < end else end
-        _scan_levels_nb(ts, high, low, e + 1, stop, entry_px, tp_levels, sl_levels,
-                        tp_ts[:, i], sl_ts[:, i])
-    return tp_ts, sl_ts, hold_ts, hold_px
+        if not extended:
+            _scan_levels_nb(ts, high, low, e + 1, stop, entry_px, tp_levels, sl_levels,
+                            tp_ts[c, :, i], sl_ts[c, :, i])
+            continue
+        _scan_extended_nb(ts, open_, high, low, e + 1, stop, entry_px, tp_levels, sl_levels,
+                          trail_dist, trail_act, trail_groups, be_trig, be_level, be_groups,
+                          gap_open, tp_ts[c, :, i], sl_ts[c, :, i], tr_ts[c, :, i],
+                          tr_px[c, :, i], be_ts[c, :, i], tp_open[c, :, i:i + 1],
+                          sl_open[c, :, i:i + 1], tr_open[c, :, i:i + 1], be_open[c, :, i:i + 1])
+    return (tp_ts, sl_ts, hold_ts, hold_px, tr_ts, tr_px, be_ts,
+            tp_open, sl_open, tr_open, be_open)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _entry_nb(ts, open_, low, close, e0, end, alert_t, delay, dip, wait_ms, calls, i):
+    """SPEC 11's entry of call ``i``: writes its ``CALL_ENTRY_*`` rows (and
+    an unfilled order's expiry) into ``calls``; returns the entry candle or -1.
+
+    Market (``dip`` 0): ``e0 + delay``, none past the last candle. Limit: the
+    first candle after ``e0 + delay``, before the call's time + the wait,
+    whose low reaches ``close[e0] * (1 - dip)``, filled at that limit or at
+    the candle's open if it opened below it.
+    """
+    calls[CALL_ENTRY_PX, i] = NO_ENTRY_PX
+    if e0 < 0:
+        return -1
+    if dip == 0.0:
+        e = e0 + delay
+        if e >= end:
+            return -1
+        px = close[e]
+    else:
+        limit = close[e0] * (1 - dip)
+        expiry = alert_t + wait_ms
+        e = -1
+        j = e0 + delay + 1
+        while j < end and ts[j] < expiry:
+            if low[j] <= limit:
+                e = j
+                break
+            j += 1
+        if e < 0:
+            calls[CALL_ENTRY_PX, i] = NO_FILL_PX
+            calls[CALL_EXPIRY_TS, i] = expiry
+            return -1
+        px = min(limit, open_[e])
+    calls[CALL_ENTRY_PX, i] = px
+    calls[CALL_ENTRY_TS, i] = ts[e]
+    return e
 
 
 # Reassociation lets LLVM vectorize the max/min reduction; prices are
@@ -130,6 +213,137 @@ def _scan_levels_nb(ts, high, low, start, stop, entry_px, tp_levels, sl_levels, 
         j = block_end
 
 
+@nb.njit(cache=True, nogil=True)
+def _scan_extended_nb(ts, open_, high, low, start, stop, entry_px, tp_levels, sl_levels,
+                      trail_dist, trail_act, trail_groups, be_trig, be_level, be_groups,
+                      gap_open, tp_out, sl_out, tr_out, tr_px, be_out,
+                      tp_open, sl_open, tr_open, be_open):
+    """``_scan_levels_nb`` with SPEC 11's stops: first hits of every trailing
+    stop and breakeven configuration too, and (``gap_open``) the open of each
+    first-hit candle (the ``*_open`` arrays are ``[levels, 1]``).
+
+    ``peak`` is the running peak *before* candle ``q`` (``peak_j``): a candle
+    is tested against the stops its predecessors set, then raises the peak.
+    A block is skipped when even its highest high as the peak could not
+    bring a trail down to its lowest low (products with one positive factor
+    round monotonically, so the bound is exact), nor any breakeven, TP or SL
+    be reached in it.
+    """
+    n_tp, n_sl = tp_levels.shape[0], sl_levels.shape[0]
+    n_trg, n_beg = trail_groups.shape[0] - 1, be_groups.shape[0] - 1
+    tr_next = trail_groups[:-1].copy()   # per activation group: next unhit trail
+    be_next = be_groups[:-1].copy()      # per trigger group: next unhit breakeven
+    k = 0
+    m = 0
+    tp_next = entry_px * tp_levels[0]
+    sl_next = entry_px * sl_levels[0]
+    peak = entry_px
+    j = start
+    while j < stop:
+        block_end = min(j + _BLOCK, stop)
+        block_high, block_low = _block_extremes_nb(high, low, j, block_end)
+        near = block_high >= tp_next or block_low <= sl_next
+        top = max(peak, block_high)
+        for g in range(n_trg):
+            if tr_next[g] < trail_groups[g + 1] and block_low <= top * (1 - trail_dist[tr_next[g]]):
+                near = True
+        for g in range(n_beg):
+            if be_next[g] < be_groups[g + 1] and block_low <= entry_px * be_level[be_next[g]]:
+                near = True
+        if not near:
+            peak = top
+            j = block_end
+            continue
+        for q in range(j, block_end):
+            if high[q] >= tp_next:
+                while k < n_tp and high[q] >= entry_px * tp_levels[k]:
+                    tp_out[k] = ts[q]
+                    if gap_open:
+                        tp_open[k, 0] = open_[q]
+                    k += 1
+                tp_next = entry_px * tp_levels[k] if k < n_tp else np.inf
+            if low[q] <= sl_next:
+                while m < n_sl and low[q] <= entry_px * sl_levels[m]:
+                    sl_out[m] = ts[q]
+                    if gap_open:
+                        sl_open[m, 0] = open_[q]
+                    m += 1
+                sl_next = entry_px * sl_levels[m] if m < n_sl else -np.inf
+            for g in range(n_trg):
+                a = tr_next[g]
+                if a == trail_groups[g + 1] or not peak >= entry_px * trail_act[a]:
+                    continue
+                while a < trail_groups[g + 1] and low[q] <= peak * (1 - trail_dist[a]):
+                    tr_out[a] = ts[q]
+                    tr_px[a] = peak * (1 - trail_dist[a])
+                    if gap_open:
+                        tr_open[a, 0] = open_[q]
+                    a += 1
+                tr_next[g] = a
+            for g in range(n_beg):
+                b = be_next[g]
+                if b == be_groups[g + 1] or not peak >= entry_px * be_trig[b]:
+                    continue
+                while b < be_groups[g + 1] and low[q] <= entry_px * be_level[b]:
+                    be_out[b] = ts[q]
+                    if gap_open:
+                        be_open[b, 0] = open_[q]
+                    b += 1
+                be_next[g] = b
+            peak = max(peak, high[q])
+            if k == n_tp or m == n_sl:
+                return
+        j = block_end
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def resolve_extended_nb(tp_t, sl_t, hold_t, hold_close, eod_t, eod_close, entry_px,
+                        tp_mult, sl_mult, tr_t, tr_level, be_t, be_mult,
+                        tp_o, sl_o, tr_o, be_o, sl_first, gap_open):
+    """SPEC 11's exit from first-hit times: (exit time, price, reason).
+
+    The stop at a candle is the highest armed component, and "low reaches the
+    highest" is "low reaches one of them", so the stop's first hit is the
+    earliest of its components' (``tr_t``/``be_t`` are ``NO_HIT`` when that
+    exit is off). Every component armed and at the stop's level on that
+    candle is first hit there too, so the stop's level is the highest of
+    those hit then; equal levels go to trailing_stop, then breakeven, then
+    stop_loss. ``*_o``: the open of each first-hit candle (``gap_open``): a
+    candle opening beyond a level settles at its open, whatever the
+    intrabar rule.
+    """
+    stop_t = min(sl_t, tr_t, be_t)
+    t = min(tp_t, stop_t, hold_t)
+    if t == NO_HIT:
+        return eod_t, eod_close, END_OF_DATA
+    tp_px = entry_px * tp_mult
+    stop_px = -np.inf
+    reason = STOP_LOSS
+    candle_open = tp_o
+    if sl_t == t:
+        stop_px, candle_open = entry_px * sl_mult, sl_o
+    if be_t == t and entry_px * be_mult >= stop_px:
+        stop_px, reason, candle_open = entry_px * be_mult, BREAKEVEN, be_o
+    if tr_t == t and tr_level >= stop_px:
+        stop_px, reason, candle_open = tr_level, TRAILING_STOP, tr_o
+    if gap_open:
+        if tp_t == t and candle_open >= tp_px:
+            return t, candle_open, TAKE_PROFIT
+        if stop_t == t and candle_open <= stop_px:
+            return t, candle_open, reason
+    if sl_first:
+        if stop_t == t:
+            return t, stop_px, reason
+        if tp_t == t:
+            return t, tp_px, TAKE_PROFIT
+    else:
+        if tp_t == t:
+            return t, tp_px, TAKE_PROFIT
+        if stop_t == t:
+            return t, stop_px, reason
+    return t, hold_close, TIME_EXIT
+
+
 @nb.njit(cache=True, nogil=True, inline="always")
 def _resolve_exit_nb(tp_t, sl_t, hold_t, hold_close, eod_t, eod_close,
                      entry_px, tp_mult, sl_mult, sl_first):
@@ -152,84 +366,3 @@ def _resolve_exit_nb(tp_t, sl_t, hold_t, hold_close, eod_t, eod_close,
         if sl_t == t:
             return t, entry_px * sl_mult, STOP_LOSS
     return t, hold_close, TIME_EXIT
-
-
-# The open positions: a binary min-heap of slot ids ordered by (exit time,
-# opening order). ``heap`` is always a permutation of the slots: ``heap[:count]``
-# is the heap, the rest are free slots, so a push reuses the slot a pop freed
-# and a sift moves one small integer instead of four fields.
-
-
-@nb.njit(cache=True, nogil=True, inline="always")
-def _before_nb(exit_ts, order, a, b):
-    return exit_ts[a] < exit_ts[b] or (exit_ts[a] == exit_ts[b] and order[a] < order[b])
-
-
-@nb.njit(cache=True, nogil=True, inline="always")
-def heap_push_nb(heap, exit_ts, order, count):
-    """Sift up the slot ``heap[count]`` (its fields already written)."""
-    i = count
-    slot = heap[i]
-    while i > 0:
-        parent = (i - 1) // 2
-        if not _before_nb(exit_ts, order, slot, heap[parent]):
-            break
-        heap[i] = heap[parent]
-        i = parent
-    heap[i] = slot
-    return count + 1
-
-
-@nb.njit(cache=True, nogil=True, inline="always")
-def heap_pop_nb(heap, exit_ts, order, count):
-    """Remove the root; it ends at ``heap[count - 1]``. Returns the new count."""
-    last = count - 1
-    root = heap[0]
-    slot = heap[last]
-    heap[last] = root
-    i = 0
-    while True:
-        child = 2 * i + 1
-        if child >= last:
-            break
-        if child + 1 < last and _before_nb(exit_ts, order, heap[child + 1], heap[child]):
-            child += 1
-        if not _before_nb(exit_ts, order, heap[child], slot):
-            break
-        heap[i] = heap[child]
-        i = child
-    if last > 0:
-        heap[i] = slot
-    return last
-
-
-# The open positions of a capital run, with at most ``SMALL_BOOK`` slots: a
-# ring of ``mask + 1`` (a power of two) entries sorted by (exit time, opening
-# order), oldest exit at ``head``. A new position is always the latest opened,
-# so it goes after every entry with the same exit time: insertion walks back
-# from the tail while the entry there exits strictly later (new exits are
-# mostly the latest, so few entries move), and the next to close is always
-# at ``head``. Measured on data set B (25 positions, the account full much
-# of the time) a run costs less than half of what it does on the heap: no
-# sift, and the pop is ``head += 1``. Larger books use the heap above
-# (a sorted insertion could move O(slots) entries).
-SMALL_BOOK = 64
-
-
-@nb.njit(cache=True, nogil=True, inline="always")
-def ring_insert_nb(b_ts, b_size, b_pnl, head, count, mask, exit_t, size, pnl):
-    """Insert a position into the sorted ring ``head : head + count``."""
-    j = head + count
-    while j > head:
-        p = (j - 1) & mask
-        if b_ts[p] <= exit_t:
-            break
-        q = j & mask
-        b_ts[q] = b_ts[p]
-        b_size[q] = b_size[p]
-        b_pnl[q] = b_pnl[p]
-        j -= 1
-    q = j & mask
-    b_ts[q] = exit_t
-    b_size[q] = size
-    b_pnl[q] = pnl

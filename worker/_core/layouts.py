@@ -41,14 +41,17 @@ import numpy as np
 
 # Exit reasons and skip reasons, as the column order of the count arrays and
 # the codes kernels write into per-call records.
-TAKE_PROFIT, STOP_LOSS, TIME_EXIT, END_OF_DATA = 0, 1, 2, 3
-EXIT_REASONS = ("take_profit", "stop_loss", "time_exit", "end_of_data")
-MAX_POSITIONS, NO_ENTRY, BELOW_MIN_SIZE = 0, 1, 2
-SKIP_REASONS = ("max_positions", "no_entry", "below_min_size")
+TAKE_PROFIT, STOP_LOSS, TIME_EXIT, END_OF_DATA, BREAKEVEN, TRAILING_STOP = range(6)
+EXIT_REASONS = ("take_profit", "stop_loss", "time_exit", "end_of_data", "breakeven",
+                "trailing_stop")
+MAX_POSITIONS, NO_ENTRY, NO_FILL, BELOW_MIN_SIZE = range(4)
+SKIP_REASONS = ("max_positions", "no_entry", "no_fill", "below_min_size")
 ENTERED = -1  # record status of a call that opened a position
-# The skip reasons a mode reports: per-trade mode has no account, so
-# ``no_entry`` is its only one (SPEC 3).
-MODE_SKIP_REASONS = {"capital": SKIP_REASONS, "per_trade": ("no_entry",)}
+# The skip reasons a mode reports: per-trade mode has no account, so only
+# the entry can fail (SPEC 3; ``no_fill``: a limit order, SPEC 11).
+MODE_SKIP_REASONS = {"capital": SKIP_REASONS, "per_trade": ("no_entry", "no_fill")}
+# Trade records' ``entry_kind`` (SPEC 11), by "is it a limit order".
+ENTRY_KINDS = ("market", "limit")
 
 # ---------------------------------------------------------------- metrics
 
@@ -84,12 +87,16 @@ N_SKIPS = len(SKIP_REASONS)
 
 # ---------------------------------------------------------------- kernel inputs
 
-# Rows of ``calls`` (one column per call, sweep order): alert time, entry
-# price (0: no entry), entry time, end-of-data time and close (the series'
-# last candle).
-CALL_ROWS = ("alert_ts", "entry_px", "entry_ts", "eod_ts", "eod_px")
-CALL_ALERT_TS, CALL_ENTRY_PX, CALL_ENTRY_TS, CALL_EOD_TS, CALL_EOD_PX = range(len(CALL_ROWS))
+# Rows of ``calls`` (one column per call, sweep order; one such matrix per
+# entry configuration): alert time, entry price (> 0 entered; ``NO_ENTRY_PX``:
+# no entry; ``NO_FILL_PX``: a limit order that never filled), entry time,
+# end-of-data time and close (the series' last candle), and an unfilled
+# order's expiry (when its cash and slot come back, SPEC 11).
+CALL_ROWS = ("alert_ts", "entry_px", "entry_ts", "eod_ts", "eod_px", "expiry_ts")
+(CALL_ALERT_TS, CALL_ENTRY_PX, CALL_ENTRY_TS, CALL_EOD_TS, CALL_EOD_PX,
+ CALL_EXPIRY_TS) = range(len(CALL_ROWS))
 N_CALL_ROWS = len(CALL_ROWS)
+NO_ENTRY_PX, NO_FILL_PX = 0.0, -1.0
 
 # ``cfg``: the simulator config's real numbers, by field name.
 CFG_FIELDS = (
@@ -101,15 +108,26 @@ CFG_FIELDS = (
 N_CFG = len(CFG_FIELDS)
 
 # Columns of ``points``: indices into the ascending TP levels, the
-# descending SL levels and the ascending hold levels.
-POINT_LEVELS = ("tp", "sl", "hold")
-POINT_TP, POINT_SL, POINT_HOLD = range(len(POINT_LEVELS))
+# descending SL levels, the ascending hold levels, the trailing-stop and
+# breakeven configurations (``NO_LEVEL``: that exit is off) and the entry
+# configurations (SPEC 11; ``engine.GridLevels`` says how each is sorted).
+POINT_LEVELS = ("tp", "sl", "hold", "trail", "be", "entry")
+POINT_TP, POINT_SL, POINT_HOLD, POINT_TRAIL, POINT_BE, POINT_ENTRY = range(len(POINT_LEVELS))
 N_POINT_LEVELS = len(POINT_LEVELS)
+NO_LEVEL = -1
 
-# What ``exit_levels_nb`` returns, in order: first-hit times of the TP, SL
-# and hold levels, and the close of the hold candle.
-HITS = ("tp_ts", "sl_ts", "hold_ts", "hold_px")
-HIT_TP_TS, HIT_SL_TS, HIT_HOLD_TS, HIT_HOLD_PX = range(len(HITS))
+# What ``exit_levels_nb`` returns, in order, each ``[entry configs, levels,
+# calls]``: first-hit times of the TP, SL and hold levels, the close of the
+# hold candle, first-hit times of the trailing stops and their level there,
+# first-hit times of the breakevens; with ``gap_fill: "open"``, the open of
+# the candle each TP, SL, trail and breakeven level is first hit on (else
+# zero-length: never read).
+HITS = ("tp_ts", "sl_ts", "hold_ts", "hold_px", "trail_ts", "trail_px", "be_ts",
+        "tp_open", "sl_open", "trail_open", "be_open")
+(HIT_TP_TS, HIT_SL_TS, HIT_HOLD_TS, HIT_HOLD_PX, HIT_TRAIL_TS, HIT_TRAIL_PX, HIT_BE_TS,
+ HIT_TP_OPEN, HIT_SL_OPEN, HIT_TRAIL_OPEN, HIT_BE_OPEN) = range(len(HITS))
+# A SPEC 2 grid's sweep reads only the first four (up to ``hold_px``).
+N_SPEC2_HITS = HIT_HOLD_PX + 1
 
 # ---------------------------------------------------------------- per-call records
 

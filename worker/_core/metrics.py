@@ -52,8 +52,10 @@ def to_metrics(mode: str, row: np.ndarray, exits: np.ndarray, skipped: np.ndarra
 
 
 def trade_records(ds: Dataset, positions: np.ndarray, calls: np.ndarray,
-                  rows: np.ndarray, rec: np.ndarray) -> list[TradeRecord]:
-    """Records of the entered calls, in opening order (= sweep order)."""
+                  rows: np.ndarray, rec: np.ndarray, entry_kind: str = "market",
+                  ) -> list[TradeRecord]:
+    """Records of the entered calls, in opening order (= sweep order);
+    ``calls``: the ``CALL_*`` rows of the run's entry configuration."""
     out = []
     for r in np.flatnonzero(rec[:, REC_STATUS] == ENTERED).tolist():
         i = int(rows[r])
@@ -71,5 +73,6 @@ def trade_records(ds: Dataset, positions: np.ndarray, calls: np.ndarray,
             pnl=float(rec[r, REC_PNL]),
             exit_reason=EXIT_REASONS[int(rec[r, REC_EXIT_REASON])],
             exit_mult=exit_px / entry_px,
+            entry_kind=entry_kind,
         ))
     return out

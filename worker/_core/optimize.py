@@ -29,7 +29,7 @@ from . import validate as v
 from .dataset import Dataset
 from .engine import GridLevels, grid_levels, prepare, run_one, single_levels
 from .jobs import Flow, GridJob, JobScore
-from .layouts import METRICS, TRADES_METRIC
+from .layouts import ENTRY_KINDS, METRICS, TRADES_METRIC
 from .metrics import to_metrics, trade_records
 
 
@@ -184,6 +184,7 @@ def simulate_positions(ds: Dataset, p: Params, cfg: SimulatorConfig, mode: str,
                        positions: np.ndarray, include_trades: bool = True):
     sweep = prepare(ds, single_levels(p, cfg), positions)
     rows = np.arange(sweep.positions.size)
-    metrics, exits, skipped, rec = run_one(sweep, rows, cfg, mode)
-    trades = trade_records(ds, sweep.positions, sweep.calls, rows, rec) if include_trades else None
+    metrics, exits, skipped, rec, calls = run_one(sweep, rows, cfg, mode)
+    kind = ENTRY_KINDS[p.entry_dip_pct > 0]
+    trades = trade_records(ds, sweep.positions, calls, rows, rec, kind) if include_trades else None
     return to_metrics(mode, metrics, exits, skipped, trades)

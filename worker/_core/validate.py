@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from protocol import Constraints, ParamGrid, Params, SimulatorConfig
+from protocol import EXTENDED_DEFAULTS, Constraints, ParamGrid, Params, SimulatorConfig
 
 from .._errors import InvalidParams, ResourceLimit, split_msgspec_error
 from .layouts import DEFAULT_OBJECTIVE, METRICS
@@ -30,6 +30,8 @@ T = TypeVar("T")
 DECODED: ContextVar[tuple[Any, ...]] = ContextVar("DECODED", default=())
 
 OBJECTIVES = METRICS  # any metric of the mode; DEFAULT_OBJECTIVE when none is given
+# ParamGrid's dimensions in grid order (SPEC 5, then SPEC 11's).
+GRID_DIMENSIONS = ("tp_mults", "sl_mults", "max_hold_hrs", *EXTENDED_DEFAULTS)
 
 
 def join_path(base: str, sub: str) -> str:
@@ -69,7 +71,17 @@ def config(value: Any, path: str = "$.simulator_config") -> SimulatorConfig:
 
 
 def params(value: Any, path: str = "$.params") -> Params:
-    return convert(value, Params, path)
+    obj = convert(value, Params, path)
+    _check_breakeven(obj.breakeven_trigger, obj.breakeven_offset, f"{path}.breakeven_offset")
+    return obj
+
+
+def _check_breakeven(trigger: float | None, offset: float, path: str) -> None:
+    """SPEC 11: the breakeven stop lies below its trigger (``offset <
+    trigger - 1``); with breakeven off the offset plays no part."""
+    if trigger is not None and not offset < trigger - 1:
+        raise InvalidParams(f"breakeven_offset {offset} must be < breakeven_trigger - 1 "
+                            f"(trigger {trigger})", path=path)
 
 
 def constraints(value: Any, mode: str, path: str = "$.constraints") -> Constraints:
@@ -82,14 +94,19 @@ def constraints(value: Any, mode: str, path: str = "$.constraints") -> Constrain
 
 def grid(value: Any, path: str = "$.param_grid", max_points: int | None = None) -> ParamGrid:
     obj = convert(value, ParamGrid, path)
-    for name in ("tp_mults", "sl_mults", "max_hold_hrs"):
+    for name in GRID_DIMENSIONS:
         values = getattr(obj, name) or ()
-        seen: dict[float, int] = {}
+        seen: dict[Any, int] = {}
         for i, v in enumerate(values):
             if v in seen:
                 raise InvalidParams(f"duplicate value {v} (first at index {seen[v]})",
                                     path=f"{path}.{name}[{i}]")
             seen[v] = i
+    for i, off in enumerate(obj.breakeven_offset or ()):
+        for trigger in obj.breakeven_trigger or ():
+            # Decision: a grid is a product, so every pair must be valid; an
+            # offset that would sit at or above one of the triggers is an error.
+            _check_breakeven(trigger, off, f"{path}.breakeven_offset[{i}]")
     n = grid_size(obj)
     if max_points is not None and n > max_points:
         raise ResourceLimit(f"grid has {n} points, over the limit of {max_points}",
@@ -116,8 +133,9 @@ def objective(value: Any, mode_: str, path: str = "$.objective") -> str:
 
 
 def grid_size(g: ParamGrid) -> int:
-    """Grid points; a grid without holds has the config's one."""
-    return len(g.tp_mults) * len(g.sl_mults) * len(g.max_hold_hrs or (0,))
+    """Grid points: the product of every dimension's length (one left out
+    has one value: the config's hold, a SPEC 11 default)."""
+    return math.prod(len(getattr(g, name) or (0,)) for name in GRID_DIMENSIONS)
 
 
 def flag(value: Any, path: str) -> bool:

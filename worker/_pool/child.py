@@ -85,8 +85,8 @@ class _Server:
         from .._core.jobs import GridJob, job_groups
 
         ds = self.dataset(spec["key"], spec["shared"])
-        levels = GridLevels(unpack_array(spec["tp"]), unpack_array(spec["sl"]),
-                            unpack_array(spec["hold_ms"]), unpack_array(spec["points"]), [])
+        levels = GridLevels(params=[], gap_open=spec["gap_open"],
+                            **{k: unpack_array(a) for k, a in spec["levels"].items()})
         positions = unpack_array(spec["positions"])
         codes = None if spec["group_codes"] is None else unpack_array(spec["group_codes"])
         config = msgspec.convert(spec["config"], SimulatorConfig)

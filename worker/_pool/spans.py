@@ -93,8 +93,8 @@ def job_spec(shared: SharedDataset, key: str, job: GridJob) -> dict:
     return {
         "key": key,
         "shared": shared.descriptor,
-        "tp": pack_array(lv.tp), "sl": pack_array(lv.sl),
-        "hold_ms": pack_array(lv.hold_ms), "points": pack_array(lv.points),
+        "levels": {name: pack_array(a) for name, a in lv.arrays().items()},
+        "gap_open": lv.gap_open,
         "positions": pack_array(np.asarray(job.positions, np.int64)),
         "group_codes": None if job.group_codes is None else pack_array(job.group_codes),
         "config": msgspec.to_builtins(job.config),

@@ -22,13 +22,15 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from protocol import Params
+from protocol import EXTENDED_DEFAULTS, ParamGrid, Params
 
 from .._core.layouts import EXIT_REASONS, N_EXITS, N_METRICS, N_SKIPS, SKIP_REASONS
 from .summary import pearson, point_means, summary_markdown, table_columns  # noqa: F401
 from .text import (  # noqa: F401  (re-exported: _plots, tests)
     CORR_METRICS,
     COUNTS,
+    DIMENSIONS,
+    EXTENDED,
     FLAGS,
     KEY_METRICS,
     METRICS,
@@ -38,11 +40,15 @@ from .text import (  # noqa: F401  (re-exported: _plots, tests)
     SIGNED,
     TOP_N,
     exit_column,
+    OFF_WHEN_NULL,
+    fmt_dim,
     fmt_metric,
     fmt_param,
     fmt_params,
     md_cell,
     md_table,
+    param_columns,
+    param_value,
     skip_column,
     skip_reasons,
     table_column_names,
@@ -52,8 +58,14 @@ from .text import (  # noqa: F401  (re-exported: _plots, tests)
 
 def results_table(*, mode: str, params: list[Params], metrics: np.ndarray, exits: np.ndarray,
                   skipped: np.ndarray, feasible: np.ndarray, rank: np.ndarray,
-                  failed: np.ndarray, callers: list[str] | None = None) -> pa.Table:
+                  failed: np.ndarray, callers: list[str] | None = None,
+                  grid: ParamGrid | None = None) -> pa.Table:
     """One row per (caller group ``g``, grid point ``p``), row ``g * P + p``.
+
+    Parameter columns: tp_mult, sl_mult, max_hold_hrs, then each SPEC 11
+    dimension that ``grid`` sets or some point varies (``extended_dims``),
+    holding the point's value (its default when the point leaves it out;
+    null for a trail or breakeven switched off).
 
     A failed row (its chunk failed) has null metrics and counts, and is never
     feasible, whatever ``feasible`` says: its figures are unknown.
@@ -69,9 +81,8 @@ def results_table(*, mode: str, params: list[Params], metrics: np.ndarray, exits
     if callers is not None:
         cols["caller"] = pa.array([c for c in callers for _ in range(n_points)], pa.string())
     cols["index"] = pa.array(np.tile(np.arange(n_points, dtype=np.int64), reps))
-    for name in PARAMS:
-        values = np.array([getattr(p, name) for p in params], np.float64)  # None -> NaN
-        cols[name] = _floats(np.tile(values, reps), np.zeros(n_rows, bool))
+    for name in (*PARAMS, *extended_dims(params, grid)):
+        cols[name] = _param_column(name, params, reps)
     for j, name in enumerate(METRICS[mode]):
         cols[name] = (_ints(metrics[:, j], failed) if name in COUNTS
                       else _floats(metrics[:, j], failed))
@@ -83,6 +94,23 @@ def results_table(*, mode: str, params: list[Params], metrics: np.ndarray, exits
     cols["rank"] = pa.array(np.asarray(rank, np.int64).reshape(n_rows))
     cols["failed"] = pa.array(failed)
     return pa.table(cols)
+
+
+def extended_dims(params: list[Params], grid: ParamGrid | None) -> tuple[str, ...]:
+    """The SPEC 11 dimensions a run has: those its grid gives (even at one
+    value, so a run says what it held fixed) and any a point sets."""
+    return tuple(name for name in EXTENDED
+                 if (grid is not None and getattr(grid, name) is not None)
+                 or any(getattr(p, name) != EXTENDED_DEFAULTS[name] for p in params))
+
+
+def _param_column(name: str, params: list[Params], reps: int) -> pa.Array:
+    """A candle count stays an integer; None (off, or the config's hold) is null."""
+    values = [getattr(p, name) for p in params]
+    if name == "entry_delay_candles":
+        return pa.array(np.tile(np.array(values, np.int64), reps), pa.int64())
+    values = np.tile(np.array(values, np.float64), reps)  # None -> NaN
+    return _floats(values, np.zeros(values.size, bool))
 
 
 def _floats(values: np.ndarray, null: np.ndarray) -> pa.Array:

@@ -15,7 +15,6 @@ import numpy as np
 from .._core.dataset import Dataset
 from .._core.layouts import TRADES_METRIC
 from .._core.optimize import Study, feasible_mask, rank_order, simulate_positions
-from .._core.validate import grid_size
 from .._errors import InvalidParams
 from .._run.journal import Journal, fingerprint
 from .report import results_table, write_atomic, write_report
@@ -74,11 +73,13 @@ def open_run(run_dir: Path, ds: Dataset, request: Any, *, restart: bool = False,
 
 
 def finish_run(run_dir: Path, ds: Dataset, kind: str, study: Study, result: Any, stats: Any,
-               jobs: list, started: str) -> list[Path]:
+               jobs: list, started: str, *, heatmaps: list | None = None) -> list[Path]:
     """Write result.json, run.json, best_trades.json and the report.
 
     ``jobs`` are the (job, arrays) pairs the run's flow received; the first
     one holds every grid point (per caller for per-caller and grouped runs).
+    ``heatmaps``: pairs of dimensions to draw instead of tp x sl per hold
+    (the batch config's ``report.heatmaps``), kept in run.json for analyze.
     """
     job, (metrics, exits, skipped) = jobs[0]
     callers = (None if job.group_codes is None
@@ -86,17 +87,20 @@ def finish_run(run_dir: Path, ds: Dataset, kind: str, study: Study, result: Any,
     feasible, rank = _feasible_and_rank(study, metrics, job.levels.n_points)
     table = results_table(mode=study.mode, params=job.levels.params, metrics=metrics,
                           exits=exits, skipped=skipped, feasible=feasible, rank=rank,
-                          failed=_failed_rows(study, metrics), callers=callers)
+                          failed=_failed_rows(study, metrics), callers=callers,
+                          grid=study.grid)
     trades = _best_trades(ds, kind, study, result)
     meta = {"kind": kind, "mode": study.mode, "objective": study.objective,
             "minimize": study.minimize, "initial_capital": study.config.initial_capital,
-            "params_evaluated": grid_size(study.grid), "fingerprint": stats.fingerprint,
+            "params_evaluated": job.levels.n_points, "fingerprint": stats.fingerprint,
             "started": started, "finished": now(),
             # An incomplete run (the batch CLI isolates failed chunks): its
             # best is of the evaluated points only; summary.md warns first.
             "incomplete": bool(stats.failed), "chunks_failed": len(stats.failed),
             "chunks_total": stats.chunks_total, "failed_chunks": stats.failed,
             "dropped": {"count": ds.dropped_count, "keys": list(ds.dropped_keys[:20])}}
+    if heatmaps is not None:
+        meta["heatmaps"] = [list(pair) for pair in heatmaps]
     _write_json(run_dir / "result.json", result)
     _write_json(run_dir / "run.json", meta)
     if trades is not None:

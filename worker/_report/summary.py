@@ -23,13 +23,15 @@ from .text import (
     FLAGS,
     KEY_METRICS,
     METRICS,
-    PARAMS,
+    OFF_WHEN_NULL,
     TOP_N,
+    fmt_dim,
     fmt_metric,
-    fmt_param,
     fmt_params,
     md_cell,
     md_table,
+    param_columns,
+    param_value,
 )
 
 __all__ = ["summary_markdown", "table_columns", "point_means", "pearson"]
@@ -66,6 +68,8 @@ class _Run:
         self.objective = meta.get("objective") or result.get("objective")
         self.minimize = bool(meta.get("minimize", False))
         self.per_caller = "caller" in cols
+        # tp, sl, hold and the SPEC 11 dimensions the run's grid has.
+        self.params = param_columns(cols)
         self.failed = cols["failed"].astype(bool)
         self.feasible = cols["feasible"].astype(bool) & ~self.failed
         self.obj = cols[self.objective].astype(np.float64)
@@ -140,11 +144,28 @@ def _header(run: _Run) -> list[str]:
     text += (f" Started {m.get('started', 'n/a')}, finished {m.get('finished', 'n/a')}; "
              f"fingerprint `{m.get('fingerprint', 'n/a')}`.")
     return [f"# {title.get(kind, 'Optimization')}: {run.mode} mode, objective "
-            f"`{run.objective}`", "", text, ""]
+            f"`{run.objective}`", "", text, "", *_best_counts(run)]
+
+
+def _best_counts(run: _Run) -> list[str]:
+    """How the best point's trades ended and why calls were skipped, every
+    reason of the table (SPEC 11's ``trailing_stop``, ``breakeven`` and
+    ``no_fill`` included), so an exit rule's effect shows at a glance."""
+    if run.per_caller:
+        return []
+    rows = np.flatnonzero(run.feasible & (run.cols["rank"] == 1))
+    if rows.size == 0:
+        return []
+    r = int(rows[0])
+    groups = [(what, ", ".join(f"{name[len(prefix):]} {int(run.cols[name][r]):,}"
+                              for name in run.cols if name.startswith(prefix)))
+              for what, prefix in (("exits", "exits_"), ("skipped", "skipped_"))]
+    return [f"At the best point{run.of_evaluated()}: "
+            + "; ".join(f"{what}: {counts or 'none'}" for what, counts in groups) + ".", ""]
 
 
 def _params_at(run: _Run, row: int) -> list[str]:
-    return [fmt_param(float(run.cols[p][row])) for p in PARAMS]
+    return [fmt_dim(p, float(run.cols[p][row])) for p in run.params]
 
 
 def _top(run: _Run) -> list[str]:
@@ -158,8 +179,8 @@ def _top(run: _Run) -> list[str]:
         return out + ["No feasible grid point.", ""]
     body = [[str(int(run.cols["rank"][r])), *_params_at(run, r), run.fmt_obj(run.obj[r]),
              *(fmt_metric(k, run.cols[k][r]) for k in others)] for r in rows]
-    return out + md_table(["rank", *PARAMS, run.objective, *others], body,
-                          "r" * (len(PARAMS) + 2 + len(others)))
+    return out + md_table(["rank", *run.params, run.objective, *others], body,
+                          "r" * (len(run.params) + 2 + len(others)))
 
 
 def point_means(cols: dict[str, np.ndarray], objective: str) -> tuple[np.ndarray, np.ndarray]:
@@ -190,28 +211,36 @@ def _top_across_callers(run: _Run) -> list[str]:
         return out + ["No feasible grid point for any caller.", ""]
     body = [[str(k + 1), *_params_at(run, int(np.argmax(idx == p))), run.fmt_obj(mean[p]),
              f"{counts[p]:,}", f"{wins[p]:,}"] for k, p in enumerate(points.tolist())]
-    return out + md_table(["rank", *PARAMS, f"mean {run.objective}", "feasible callers",
-                           "best for"], body, "r" * (len(PARAMS) + 4))
+    return out + md_table(["rank", *run.params, f"mean {run.objective}", "feasible callers",
+                           "best for"], body, "r" * (len(run.params) + 4))
 
 
 def _marginal(run: _Run) -> list[str]:
     scope = "(caller, grid point) runs" if run.per_caller else "grid points"
     out = ["## Marginal effects", "",
            f"`{run.objective}` over the feasible {scope} at each value of one parameter "
-           "(the other parameters vary).", ""]
-    for name in PARAMS:
+           "(the other parameters vary)" + ("; *off*: that exit switched off." if any(
+               p in OFF_WHEN_NULL for p in run.params) else "."), ""]
+    for name in run.params:
         col = run.cols[name].astype(np.float64)
         body = []
-        for v in np.unique(col[np.isfinite(col)]).tolist():
-            at = col == v
+        for v, at in _levels(col):
             sel = run.obj[at & run.usable]
-            body.append([fmt_param(v), run.fmt_obj(sel.mean() if sel.size else None),
+            body.append([fmt_dim(name, v), run.fmt_obj(sel.mean() if sel.size else None),
                          run.fmt_obj(run.best(sel) if sel.size else None),
                          f"{int((at & run.feasible).sum()):,} / {int(at.sum()):,}"])
         out += [f"### {name}", ""]
         out += md_table([name, f"mean {run.objective}", f"best {run.objective}",
                          "feasible"], body, "rrrr")
     return out
+
+
+def _levels(col: np.ndarray) -> list[tuple[float, np.ndarray]]:
+    """Each value of a parameter column and where it is: "off" (NaN, a
+    trail or breakeven switched off) first, its own level, then the values."""
+    off = np.isnan(col)
+    levels = [(math.nan, off)] if off.any() else []
+    return levels + [(v, col == v) for v in np.unique(col[~off]).tolist()]
 
 
 def pearson(x: np.ndarray, y: np.ndarray) -> float | None:
@@ -235,14 +264,20 @@ def _correlations(run: _Run) -> list[str]:
         names.insert(0, run.objective)
     valid = ~run.failed
     body = []
-    for p in PARAMS:
+    for p in run.params:
+        # pearson drops non-finite pairs: an "off" point (NaN) is left out.
         cells = [pearson(run.cols[p][valid], run.cols[k][valid]) for k in names]
         body.append([p, *("n/a" if r is None else f"{r:+.2f}".replace("-0.00", "+0.00")
                           for r in cells)])
+    off = [f"`{p}`" for p in run.params if p in OFF_WHEN_NULL]
+    note = (f" The rows of {', '.join(off)} are over the runs where that exit is on (its "
+            "value); runs with it off are left out (Marginal effects compares off with on)."
+            if off else "")
     return ["## Correlations", "",
             f"Pearson correlation between each parameter and each metric over the "
             f"{int(valid.sum()):,} evaluated runs (failed ones left out; n/a where a column "
-            "is constant).", ""] + md_table(["parameter", *names], body, "l" + "r" * len(names))
+            f"is constant).{note}", ""] + md_table(["parameter", *names], body,
+                                                    "l" + "r" * len(names))
 
 
 def _per_caller(run: _Run) -> list[str]:
@@ -256,12 +291,13 @@ def _per_caller(run: _Run) -> list[str]:
     body = []
     for name, r in per.items():
         bm = r.get("best_metrics") or {}
+        best = r.get("best_params")
         body.append([name, f"{r.get('calls', 0):,}",
-                     *(fmt_param((r.get("best_params") or {}).get(p)) for p in PARAMS),
+                     *(fmt_dim(p, param_value(best, p)) if best else "n/a" for p in run.params),
                      run.fmt_obj(bm.get(run.objective)),
                      *(fmt_metric(k, bm.get(k)) for k, _ in extra),
                      *(("no", "yes")[bool(r.get(k))] for k in FLAGS)])
-    head = ["caller", "calls", *PARAMS, f"best {run.objective}", *(label for _, label in extra),
+    head = ["caller", "calls", *run.params, f"best {run.objective}", *(label for _, label in extra),
             *FLAGS]
     return (["## Per caller", "", f"Each caller's best point{run.of_evaluated()} (n/a: no "
              "feasible point).", ""]

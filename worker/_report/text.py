@@ -10,13 +10,25 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from protocol import EXTENDED_DEFAULTS
+
 from .._core.layouts import COUNT_METRICS, EXIT_REASONS, METRICS, MODE_SKIP_REASONS
 
-__all__ = ["METRICS", "PARAMS", "COUNTS", "PERCENT", "SIGNED", "MONEY", "KEY_METRICS",
+__all__ = ["METRICS", "PARAMS", "EXTENDED", "DIMENSIONS", "OFF_WHEN_NULL", "param_columns",
+           "COUNTS", "PERCENT", "SIGNED", "MONEY", "KEY_METRICS",
            "CORR_METRICS", "TOP_N", "FLAGS", "skip_reasons", "exit_column", "skip_column",
-           "table_column_names", "fmt_metric", "fmt_param", "fmt_params", "md_cell", "md_table"]
+           "table_column_names", "fmt_metric", "fmt_param", "fmt_dim", "fmt_params", "param_value",
+           "md_cell", "md_table"]
 
 PARAMS = ("tp_mult", "sl_mult", "max_hold_hrs")
+# SPEC 11's parameters, in grid order (after max_hold_hrs). A results table
+# has a column for each one its grid sets or varies; a run without them has
+# exactly the three columns above, as before.
+EXTENDED = tuple(EXTENDED_DEFAULTS)
+DIMENSIONS = (*PARAMS, *EXTENDED)
+# Their "off" (null) is a null cell in the table, NaN in numpy: no number
+# would mean "off" (a trail of 0 is a stop at the peak, not no trail).
+OFF_WHEN_NULL = frozenset(k for k, v in EXTENDED_DEFAULTS.items() if v is None)
 COUNTS = COUNT_METRICS
 PERCENT = frozenset({"total_return", "win_rate", "max_drawdown", "avg_return", "median_return"})
 SIGNED = frozenset({"total_return", "avg_return", "median_return"})
@@ -47,9 +59,18 @@ def skip_column(reason: str) -> str:
     return f"skipped_{reason}"
 
 
-def table_column_names(mode: str, per_caller: bool = False) -> list[str]:
-    """The results table's columns, in order (``report.results_table``)."""
-    return [*(("caller",) if per_caller else ()), "index", *PARAMS, *METRICS[mode],
+def param_columns(names) -> list[str]:
+    """The grid dimensions among a table's column names, in grid order."""
+    names = set(names)
+    return [d for d in DIMENSIONS if d in names]
+
+
+def table_column_names(mode: str, per_caller: bool = False,
+                       extended: tuple[str, ...] = ()) -> list[str]:
+    """The results table's columns, in order (``report.results_table``);
+    ``extended``: the SPEC 11 dimensions the grid sets."""
+    return [*(("caller",) if per_caller else ()), "index", *PARAMS,
+            *(d for d in EXTENDED if d in extended), *METRICS[mode],
             *map(exit_column, EXIT_REASONS), *map(skip_column, skip_reasons(mode)),
             "feasible", "rank", "failed"]
 
@@ -76,10 +97,25 @@ def fmt_param(value: Any) -> str:
         else f"{value:.6g}"
 
 
+def fmt_dim(name: str, value: Any) -> str:
+    """A dimension's value: "off" for a null trail or breakeven."""
+    missing = value is None or (isinstance(value, float) and math.isnan(value))
+    return "off" if missing and name in OFF_WHEN_NULL else fmt_param(value)
+
+
 def fmt_params(p: dict | None) -> str:
+    """A parameter set (a ``Params`` as JSON); SPEC 11 parameters only when
+    set to something else than their default (answers leave defaults out)."""
     if not p:
         return "none"
-    return ", ".join(f"{k} {fmt_param(p.get(k))}" for k in PARAMS)
+    extended = [k for k in EXTENDED if k in p and p[k] != EXTENDED_DEFAULTS[k]]
+    return ", ".join([*(f"{k} {fmt_param(p.get(k))}" for k in PARAMS),
+                      *(f"{k} {fmt_dim(k, p[k])}" for k in extended)])
+
+
+def param_value(p: dict, name: str) -> Any:
+    """A dimension's value in a ``Params`` as JSON: absent is its default."""
+    return p.get(name, EXTENDED_DEFAULTS.get(name))
 
 
 def md_cell(text: Any) -> str:

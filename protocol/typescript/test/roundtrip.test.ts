@@ -253,6 +253,40 @@ describe("round trip of every method against a real worker", { timeout: 60_000 }
     assert.equal(none.best_final_capital, null);
   });
 
+  test("optimize: a trailing grid (SPEC 11), grid order, params name only what is on, re-simulating agrees", async () => {
+    const grid = {
+      tp_mults: [2, 3], sl_mults: [0.8], trail_pct: [null, 0.1], trail_activation: [1, 1.2],
+      breakeven_trigger: [null, 1.3], entry_dip_pct: [0, 0.05],
+    };
+    const config = { gap_fill: "open" as const };
+    const all = await client.optimize({ dataset_id: "rows", param_grid: grid, simulator_config: config, include_all: true });
+    assert.equal(all.params_evaluated, 2 * 1 * 2 * 2 * 2 * 2);
+    const byIndex = [...all.all_results!].sort((a, b) => a.index - b.index);
+    // SPEC 11's dimensions follow max_hold_hrs in SPEC order, entry_dip_pct innermost;
+    // a parameter at its default (off) is left out of a point's params.
+    assert.deepEqual(byIndex[0]!.params, { tp_mult: 2, sl_mult: 0.8, max_hold_hrs: 48 });
+    assert.deepEqual(byIndex[1]!.params, { tp_mult: 2, sl_mult: 0.8, max_hold_hrs: 48, entry_dip_pct: 0.05 });
+    assert.deepEqual(byIndex[2]!.params, { tp_mult: 2, sl_mult: 0.8, max_hold_hrs: 48, breakeven_trigger: 1.3 });
+    assert.deepEqual(byIndex[4]!.params, { tp_mult: 2, sl_mult: 0.8, max_hold_hrs: 48, trail_activation: 1.2 });
+    assert.deepEqual(byIndex[8]!.params, { tp_mult: 2, sl_mult: 0.8, max_hold_hrs: 48, trail_pct: 0.1 });
+    for (const p of all.all_results!) {
+      const m = capital(p.metrics);
+      assert.deepEqual(Object.keys(m.exits).sort(), ["breakeven", "end_of_data", "stop_loss", "take_profit", "time_exit", "trailing_stop"]);
+      assert.deepEqual(Object.keys(m.skipped).sort(), ["below_min_size", "max_positions", "no_entry", "no_fill"]);
+      assert.equal(sum(Object.values(m.exits)), m.trades_executed);
+      if (p.params.trail_pct === undefined) assert.equal(m.exits.trailing_stop, 0, "no trail, no trailing_stop exit");
+      if (p.params.entry_dip_pct === undefined) assert.equal(m.skipped.no_fill, 0, "a market entry never waits for a fill");
+    }
+    const trailed = byIndex.filter((p) => p.params.trail_pct !== undefined);
+    assert.ok(trailed.some((p) => (capital(p.metrics).exits.trailing_stop ?? 0) > 0), "some trailing stop fires on the demo rows");
+    const best = all.best_params!;
+    const again = await client.simulate({ dataset_id: "rows", params: best, simulator_config: config });
+    const trades = capital(again).completed_trades!;
+    assert.deepEqual({ ...again, completed_trades: undefined }, { ...all.best_metrics!, completed_trades: undefined });
+    const kind = best.entry_dip_pct === undefined ? "market" : "limit";
+    for (const t of trades) assert.equal(t.entry_kind, kind);
+  });
+
   test("optimizePerCaller: one result per caller; their calls sum to the dataset's", async () => {
     const result = await client.optimizePerCaller({ dataset_id: "files" });
     assert.equal(result.params_evaluated, 30);

@@ -10,23 +10,34 @@ from ._params import (
     DEFAULT_TP_MULTS,
     EXTENDED_DEFAULTS,
     Constraints,
+    FoldsSpec,
     GapFill,
     Intrabar,
     Mode,
     ParamGrid,
     Params,
+    PboSpec,
+    Plateau,
+    RankBy,
     SimulatorConfig,
+    StressLane,
+    StressPreset,
 )
 from ._results import (
     CallerResult,
     CapitalMetrics,
+    FoldAggregate,
+    FoldResult,
     GroupedResult,
     Metrics,
     OptimizeResult,
+    PboResult,
     PerCallerResult,
     PerTradeMetrics,
     RankedPoint,
+    StitchedRun,
     TradeRecord,
+    WalkForwardResult,
 )
 
 __all__ = [
@@ -34,5 +45,7 @@ __all__ = [
     "CallerResult", "CapitalMetrics", "Constraints", "GapFill", "GroupedResult",
     "Intrabar", "Metrics",
     "Mode", "OptimizeResult", "ParamGrid", "Params", "PerCallerResult",
-    "PerTradeMetrics", "RankedPoint", "SimulatorConfig", "TradeRecord",
+    "PerTradeMetrics", "Plateau", "RankBy", "RankedPoint", "SimulatorConfig", "StressLane",
+    "StressPreset", "TradeRecord", "FoldsSpec", "PboSpec", "FoldAggregate", "FoldResult",
+    "PboResult", "StitchedRun", "WalkForwardResult",
 ]

@@ -14,8 +14,26 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from ._params import Constraints, Mode, ParamGrid, Params, SimulatorConfig
-from ._results import GroupedResult, Metrics, OptimizeResult, PerCallerResult
+from ._params import (
+    Constraints,
+    FoldsSpec,
+    Mode,
+    ParamGrid,
+    Params,
+    PboSpec,
+    Plateau,
+    RankBy,
+    SimulatorConfig,
+    StressLane,
+    StressPreset,
+)
+from ._results import (
+    GroupedResult,
+    Metrics,
+    OptimizeResult,
+    PerCallerResult,
+    WalkForwardResult,
+)
 
 _PARAMS = dict(frozen=True, kw_only=True, forbid_unknown_fields=True)
 _RESULT = dict(frozen=True, kw_only=True)
@@ -150,6 +168,17 @@ class OptimizeParams(DataSource, **_PARAMS):
     restart: bool = False
     extreme_sl_below: float = 0.88
     extreme_tp_above: float = 4.0
+    # SPEC 12 (optimize): plateau values, stress lanes, and what ranks the points.
+    plateau: Plateau | None = None
+    stress: StressPreset | list[StressLane] | None = None
+    rank_by: RankBy | None = None
+
+
+class WalkForwardParams(OptimizeParams, **_PARAMS):
+    """SPEC 12: ``optimize``'s params plus the folds (and ``pbo`` when asked)."""
+
+    folds: FoldsSpec
+    pbo: PboSpec | None = None
 
 
 class GroupedEvalParams(OptimizeParams, **_PARAMS):
@@ -229,6 +258,7 @@ METHODS: dict[str, tuple[type, Any]] = {
     "optimize": (OptimizeParams, OptimizeResult),
     "optimizePerCaller": (OptimizeParams, PerCallerResult),
     "groupedEval": (GroupedEvalParams, GroupedResult),
+    "walkForward": (WalkForwardParams, WalkForwardResult),
     "cancel": (CancelParams, CancelResult),
     "stats": (Empty, StatsResult),
     "shutdown": (Empty, Empty),

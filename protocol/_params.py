@@ -129,3 +129,52 @@ class Constraints(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     min_trades: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] | None = None
     max_drawdown: Annotated[float, msgspec.Meta(ge=0)] | None = None
     min_win_rate: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
+
+
+class Plateau(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """SPEC 12: a point's objective aggregated over its grid neighbours
+    (index along every dimension within ``radius``)."""
+
+    radius: Annotated[int, msgspec.Meta(ge=0, le=1_000)] = 1
+    stat: Literal["mean", "min"] = "mean"
+
+
+class StressLane(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """SPEC 12: a named variation of costs and fills. Fees, slippage and
+    ``gap_fill`` replace the request's; ``entry_delay_candles`` is added to
+    each point's own."""
+
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+    taker_fee_bps: Bps | None = None
+    slippage_bps: Bps | None = None
+    entry_delay_candles: EntryDelay | None = None
+    gap_fill: GapFill | None = None
+
+
+StressPreset = Literal["basic", "full", "adversarial"]
+RankBy = Literal["objective", "plateau", "maximin"]
+
+
+class FoldsSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """SPEC 12 folds: ``rolling`` and ``anchored`` take ``train_days``,
+    ``test_days`` (and ``step_days``, default ``test_days``); ``cpcv`` takes
+    ``n_groups`` (default 6) and ``n_test_groups`` (default 2). The embargo
+    defaults to the longest hold + wait + (delay + 1) base intervals."""
+
+    scheme: Literal["rolling", "anchored", "cpcv"]
+    train_days: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    test_days: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    step_days: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    # C(16, 8) = 12,870 folds at most: every fold is a train and a test run.
+    n_groups: Annotated[int, msgspec.Meta(ge=2, le=16)] | None = None
+    n_test_groups: Annotated[int, msgspec.Meta(ge=1, le=15)] | None = None
+    embargo_hrs: Annotated[float, msgspec.Meta(ge=0)] | None = None
+
+
+class PboSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """SPEC 12's probability of backtest overfitting: ``blocks`` (even) time
+    blocks, every half of them in-sample once (C(20, 10) = 184,756 splits at most)."""
+
+    # Odd counts are refused by folds.block_edges (with the path).
+    blocks: Annotated[int, msgspec.Meta(ge=2, le=20, description="even")] = 16
+

@@ -43,6 +43,7 @@ class CapitalMetrics(msgspec.Struct, tag="capital", tag_field="mode", **_STRUCT)
     profit_factor: float | None
     max_drawdown: float
     avg_hold_min: float
+    sharpe: float | None  # SPEC 12: mean / std of the trades' returns; null below 2 trades
     completed_trades: list[TradeRecord] | msgspec.UnsetType = msgspec.UNSET
 
 
@@ -60,6 +61,7 @@ class PerTradeMetrics(msgspec.Struct, tag="per_trade", tag_field="mode", **_STRU
     exits: dict[str, int]
     skipped: dict[str, int]
     avg_hold_min: float
+    sharpe: float | None  # SPEC 12
     completed_trades: list[TradeRecord] | msgspec.UnsetType = msgspec.UNSET
 
 
@@ -75,6 +77,13 @@ class RankedPoint(msgspec.Struct, **_STRUCT):
     feasible: bool
     params: Params
     metrics: Metrics
+    # SPEC 12, when the request asks for them: the plateau value (null for
+    # an infeasible point), each stress lane's objective, the worst lane and
+    # its objective.
+    plateau: float | None | msgspec.UnsetType = msgspec.UNSET
+    lanes: dict[str, float | None] | msgspec.UnsetType = msgspec.UNSET
+    worst_lane: str | msgspec.UnsetType = msgspec.UNSET
+    maximin: float | None | msgspec.UnsetType = msgspec.UNSET
 
 
 class OptimizeResult(msgspec.Struct, **_STRUCT):
@@ -88,6 +97,8 @@ class OptimizeResult(msgspec.Struct, **_STRUCT):
     feasible_count: int
     top: list[RankedPoint]
     all_results: list[RankedPoint] | msgspec.UnsetType = msgspec.UNSET
+    # SPEC 12: of the best point (after rank_by); null when it cannot be computed.
+    deflated_sharpe: float | None = None
 
 
 class CallerResult(msgspec.Struct, **_STRUCT):
@@ -99,6 +110,8 @@ class CallerResult(msgspec.Struct, **_STRUCT):
     best_metrics: Metrics | None
     collapsed_capital: bool
     requires_extreme_params: bool
+    # SPEC 12: of this caller's best point (after rank_by); null when it cannot be computed.
+    deflated_sharpe: float | None = None
 
 
 class PerCallerResult(msgspec.Struct, **_STRUCT):
@@ -114,3 +127,55 @@ class GroupedResult(msgspec.Struct, **_STRUCT):
     selected_callers: list[str]
     grouped_params: Params | None
     grouped_result: Metrics | None
+
+
+class FoldResult(msgspec.Struct, **_STRUCT):
+    """One walk-forward fold (SPEC 12): windows ``[start_ms, end_ms)``, call
+    counts, the point chosen on the train calls and how it did on the test
+    calls; a fold that could choose nothing has nulls."""
+
+    index: int
+    train_windows: list[list[int]]
+    test_windows: list[list[int]]
+    n_train: int
+    n_test: int
+    n_purged: int
+    chosen_params: Params | None
+    train_metrics: Metrics | None
+    test_metrics: Metrics | None
+    test_rank_pct: float | None
+    spearman: float | None
+
+
+class FoldAggregate(msgspec.Struct, **_STRUCT):
+    median_test_objective: float | None
+    worst_test_objective: float | None
+    profitable_folds: float | None
+    degradation: float | None
+    efficiency: float | None
+
+
+class StitchedRun(msgspec.Struct, **_STRUCT):
+    """Every test call with its own fold's chosen params, one account:
+    ``equity`` is ``[ts_ms, equity]`` after every trade's close."""
+
+    metrics: CapitalMetrics
+    equity: list[tuple[int, float]]
+
+
+class PboResult(msgspec.Struct, **_STRUCT):
+    pbo: float
+    prob_oos_loss: float
+    logit_quartiles: list[float]
+    slope: float | None
+
+
+class WalkForwardResult(msgspec.Struct, **_STRUCT):
+    objective: str
+    minimize: bool
+    folds: list[FoldResult]
+    aggregate: FoldAggregate
+    stitched: StitchedRun | None
+    pbo: PboResult | None
+    full: OptimizeResult
+

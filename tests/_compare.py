@@ -28,7 +28,7 @@ def plain(obj):
     out = msgspec.to_builtins(obj) if isinstance(obj, msgspec.Struct) else obj
     if isinstance(out, dict):
         return {k: plain(v) for k, v in out.items() if k != "mode"}
-    if isinstance(out, list):
+    if isinstance(out, (list, tuple)):  # a tuple (an equity point) reads as a JSON array
         return [plain(v) for v in out]
     return out
 

@@ -8,6 +8,7 @@ from worker import grouped_eval as _grouped
 from worker import optimize as _optimize
 from worker import optimize_per_caller as _per_caller
 from worker import simulate as _simulate
+from worker import walk_forward as _walk_forward
 
 
 def _simulation(metrics, mode: str) -> dict:
@@ -49,3 +50,18 @@ def grouped_eval(calls, series, series_key, grid, config, mode="capital", **kw):
     if res.grouped_result is not None:
         out["grouped_result"] = _simulation(res.grouped_result, mode)
     return out
+
+
+def walk_forward(calls, series, series_key, grid, config, folds=None, pbo=None, **kw):
+    """``worker.walk_forward`` in the reference's shape (``full`` as
+    ``robust_optimize``'s: points, best, deflated_sharpe)."""
+    res = _walk_forward(build(calls, series, series_key), grid, config=config, folds=folds,
+                        pbo=pbo, include_all=True, top_k=1_000_000, **kw)
+    out = plain(res)
+    points = [{"index": p.index, "params": plain(p.params), "metrics": plain(p.metrics),
+               "feasible": p.feasible, "rank": p.rank} for p in res.full.all_results]
+    best = None if res.full.best_params is None else next(
+        p["index"] for p in points if p["rank"] == 1)
+    out["full"] = {"points": points, "best": best, "deflated_sharpe": res.full.deflated_sharpe}
+    return out
+

@@ -131,7 +131,7 @@ BAD_REQUESTS = [
     ({"param_grid": {"tp_mults": "2"}}, -32602, "$.param_grid.tp_mults"),
     ({"paramgrid": {}}, -32602, "$"),
     ({"simulator_config": {"initial_capital": -1}}, -32602, "$.simulator_config.initial_capital"),
-    ({"objective": "sharpe"}, -32602, "$.objective"),
+    ({"objective": "sortino"}, -32602, "$.objective"),
     ({"param_grid": {"tp_mults": list(np.arange(2, 30).tolist()),
                      "sl_mults": [0.5, 0.6, 0.7, 0.8, 0.9], "max_hold_hrs": [1, 2, 3, 4]}},
      -32003, "$.param_grid"),

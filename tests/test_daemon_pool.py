@@ -176,3 +176,32 @@ def test_without_a_pool_large_work_runs_in_spans_and_cancels(files):
         assert "n:$/progress" not in after
     finally:
         d.kill()
+
+
+def test_walk_forward_and_stress_lanes_on_the_pool_equal_the_library(daemon, files):
+    """SPEC 12 through the pool: walkForward (every fold's train and test set,
+    the PBO blocks and the full data as the groups of one job) and optimize
+    with stress lanes and a plateau answer exactly what the library does
+    in-process."""
+    import json
+
+    import msgspec
+
+    import worker
+
+    ds = worker.dataset_from_files(files["calls_path"], files["candles_path"])
+    grid = {"tp_mults": [1.5, 2, 3], "sl_mults": [0.8, 0.9], "trail_pct": [None, 0.2]}
+    wf = {"param_grid": grid, "folds": {"scheme": "cpcv", "n_groups": 4},
+          "pbo": {"blocks": 4}, "rank_by": "plateau", "include_all": True}
+    got = daemon.client.result("walkForward", {"dataset_id": "big", **wf})
+    want = worker.walk_forward(ds, grid, folds=wf["folds"], pbo=wf["pbo"], rank_by="plateau",
+                               include_all=True)
+    assert got == json.loads(msgspec.json.encode(want))
+    assert len(got["folds"]) == 6 and got["pbo"] is not None and got["stitched"] is None
+    assert all(f["n_train"] + f["n_test"] + f["n_purged"] == 2_000 for f in got["folds"])
+
+    stressed = {"param_grid": grid, "stress": "full", "rank_by": "maximin", "top_k": 3}
+    got = daemon.client.result("optimize", {"dataset_id": "big", **stressed})
+    want = worker.optimize(ds, grid, stress="full", rank_by="maximin", top_k=3)
+    assert got == json.loads(msgspec.json.encode(want))
+    assert set(got["top"][0]["lanes"]) == {"baseline", "worse", "ugly", "latency_1", "gaps"}

@@ -65,8 +65,10 @@ def test_pump_2x_take_profit(impl):
     assert res["profit_factor"] is None  # no losing trade
     assert res["max_drawdown"] == 0.0
     assert res["avg_hold_min"] == approx(1.0)
-    assert res["exits"] == {"take_profit": 1, "stop_loss": 0, "time_exit": 0, "end_of_data": 0, "breakeven": 0, "trailing_stop": 0}
-    assert res["skipped"] == {"max_positions": 0, "no_entry": 0, "no_fill": 0, "below_min_size": 0}
+    assert res["exits"] == {"take_profit": 1, "stop_loss": 0, "time_exit": 0, "end_of_data": 0,
+                            "breakeven": 0, "trailing_stop": 0}
+    assert res["skipped"] == {"max_positions": 0, "no_entry": 0, "no_fill": 0,
+                             "below_min_size": 0}
     assert res["trades_skipped"] == 0
 
 
@@ -115,7 +117,8 @@ def test_30_simultaneous_calls_25_positions(impl):
     series = {c["id"]: [flat(T0), bar(T0 + MIN, 2.0)] for c in calls}
     res = impl.simulate_capital(calls, series, "call_id", P, {})
     assert res["trades_executed"] == 25
-    assert res["skipped"] == {"max_positions": 5, "no_entry": 0, "no_fill": 0, "below_min_size": 0}
+    assert res["skipped"] == {"max_positions": 5, "no_entry": 0, "no_fill": 0,
+                             "below_min_size": 0}
     assert res["trades_skipped"] == 5
     assert [t["call_id"] for t in res["trades"]] == ["c%02d" % i for i in range(25)]
     # size_k = 400 * 0.96^k; each pnl = 0.992 * size; sum sizes = 10000 * (1 - 0.96^25)
@@ -208,7 +211,8 @@ def test_below_min_size(impl):
     res = one(impl, "a", [flat(T0), bar(T0 + MIN, 2.0)], config={"initial_capital": 200})
     # size = min(1333.3, 0.04 * 200 = 8, 200) = 8 < 10
     assert res["trades_executed"] == 0
-    assert res["skipped"] == {"max_positions": 0, "no_entry": 0, "no_fill": 0, "below_min_size": 1}
+    assert res["skipped"] == {"max_positions": 0, "no_entry": 0, "no_fill": 0,
+                             "below_min_size": 1}
     assert res["final_capital"] == 200
     assert (res["win_rate"], res["profit_factor"], res["avg_hold_min"], res["fees_paid"]) == (0.0, None, 0.0, 0.0)
 
@@ -270,7 +274,8 @@ def test_per_trade_mode_metrics(impl):
     assert res["profit_factor"] == approx(1.084 / 0.208)
     assert res["total_r"] == approx(4.38)
     assert res["avg_r"] == approx(1.46)
-    assert res["exits"] == {"take_profit": 1, "stop_loss": 1, "time_exit": 0, "end_of_data": 1, "breakeven": 0, "trailing_stop": 0}
+    assert res["exits"] == {"take_profit": 1, "stop_loss": 1, "time_exit": 0, "end_of_data": 1,
+                            "breakeven": 0, "trailing_stop": 0}
     assert res["skipped"] == {"no_entry": 1, "no_fill": 0}
     assert res["avg_hold_min"] == approx(2.0)
 
@@ -374,7 +379,8 @@ def test_per_caller_flags(impl):
     assert (ca["collapsed_capital"], ca["requires_extreme_params"]) == (True, False)
     assert da == {"caller": "dave", "calls": 1, "best_params": None, "best_metrics": None,
                   "best_final_capital": None, "best_total_return": None,
-                  "collapsed_capital": True, "requires_extreme_params": False}
+                  "collapsed_capital": True, "requires_extreme_params": False,
+                  "deflated_sharpe": None}
     # erin: hold 1 h -> time exit at 1.3: 400 * 0.3 - 3.2 = 116.8
     assert er["best_params"] == {"tp_mult": 1.5, "sl_mult": 0.9, "max_hold_hrs": 1}
     assert er["best_final_capital"] == approx(10116.8)

@@ -28,8 +28,8 @@ from protocol import _messages as m
 from worker import synthetic_dataset
 from worker._core.callers import grouped_eval_flow, optimize_per_caller_flow
 from worker._core.engine import prepare
-from worker._core.layouts import N_EXITS, N_SKIPS
 from worker._core.jobs import evaluate
+from worker._core.layouts import N_EXITS, N_METRICS, N_SKIPS
 from worker._core.optimize import optimize_flow
 from worker._errors import CheckpointMismatch, InternalError
 from worker._run.checkpoint import CheckpointingEvaluator
@@ -146,7 +146,7 @@ def fresh_journal(tmp_path, ds, name="journal.jsonl", request=None, **kw) -> Jou
 
 def random_arrays(rows, seed):
     rng = np.random.default_rng(seed)
-    mt = rng.standard_normal((rows, 11))
+    mt = rng.standard_normal((rows, N_METRICS))
     mt[0, :4] = [np.nan, np.inf, -np.inf, -0.0]
     ex = rng.integers(-2**63, 2**63 - 1, (rows, N_EXITS), dtype=np.int64)
     sk = rng.integers(0, 1000, (rows, N_SKIPS), dtype=np.int64)
@@ -177,8 +177,9 @@ def test_round_trip_of_arrays_and_the_line_format(tmp_path, ds):
         "type": "chunk", "id": "j0:0-5", "job": 0, "span": [0, 5], "m": "", "e": "", "s": ""}
     assert rows[2] == {"type": "failed", "id": "j0:5-12", "job": 0, "span": [5, 12],
                        "error": "ValueError: boom"}
-    # The contract: base64 of little-endian float64 [b-a, 11] / int64 [b-a, 4], [b-a, 3].
-    raw = np.frombuffer(base64.b64decode(rows[1]["m"]), "<f8").reshape(5, 11)
+    # The contract: base64 of little-endian float64 [b-a, N_METRICS] / int64
+    # [b-a, N_EXITS], [b-a, N_SKIPS] (docs/run-directory.md).
+    raw = np.frombuffer(base64.b64decode(rows[1]["m"]), "<f8").reshape(5, N_METRICS)
     assert raw.tobytes() == a0[0].astype("<f8").tobytes()
     assert np.frombuffer(base64.b64decode(rows[4]["s"]), "<i8").tolist() == a2[2].ravel().tolist()
 
@@ -636,8 +637,7 @@ def test_resumed_grouped_run_after_a_failed_chunk_equals_a_fresh_run(tmp_path, m
     """Job 1 of a grouped run (grouped_params: optimize) is built from job 0's
     results; after a job-0 chunk failed, job 1 must not be journaled, or a
     resume would reuse results computed over the wrong callers."""
-    from worker import synthetic_dataset
-    from worker import grouped_eval
+    from worker import grouped_eval, synthetic_dataset
     from worker._core.callers import grouped_eval_flow
     from worker._core.jobs import recorded
 

@@ -22,7 +22,7 @@ def test_simulate_matches_reference(data, params, config, mode):
 
 @PROPERTY
 @given(data=datasets(), grid=grids, config=configs, mode=modes, cons=constraints,
-       minimize=st.booleans(), objective=st.sampled_from([None, "win_rate", "profit_factor"]))
+       minimize=st.booleans(), objective=st.sampled_from([None, "win_rate", "profit_factor", "sharpe"]))
 def test_optimize_matches_reference(data, grid, config, mode, cons, minimize, objective):
     check_optimize(data, grid, config, mode, cons, minimize, objective)
 

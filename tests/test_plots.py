@@ -179,3 +179,76 @@ def test_write_plots_draws_run_json_pairs_and_drops_stale_heatmaps(tmp_path):
     write_plots(tmp_path, table=extended_table(trail_score), meta=meta, result={},
                 best_trades=None)
     assert sorted(p.name for p in plots.iterdir()) == ["heatmap_hold_4h.png"]
+
+
+# ------------------------------------------- SPEC 12: walk-forward plots
+
+import pyarrow as pa  # noqa: E402
+
+from worker._report.wf_plots import overfit_plot, stitched_equity_plot  # noqa: E402
+
+DAY = 24 * HOUR
+FOLD_COLOURS = [(31, 119, 180), (255, 127, 14)]     # tab10's first two: folds 0 and 1
+FULL_ORANGE = (255, 127, 14)                         # the full-data best's curve
+
+
+def fold_points(chosen=True):
+    """Fold 0: its choice best in train, poor in test (lower right); fold 1's
+    the reverse (upper left). 40 other points per fold in the middle."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for fold, pick in ((0, (14_000.0, 8_000.0)), (1, (8_000.0, 14_000.0))):
+        for i in range(40):
+            rows.append((fold, i, *rng.uniform(10_000, 12_000, 2), False))
+        rows.append((fold, 40, *pick, chosen))
+    names = ("fold", "index", "train_objective", "test_objective", "chosen")
+    return pa.table({n: [r[k] for r in rows] for k, n in enumerate(names)})
+
+
+def centre(rgb, colour, tol=6):
+    rows, cols = np.nonzero(near(rgb, colour, tol))
+    return rows.size, (rows.mean() if rows.size else None), (cols.mean() if cols.size else None)
+
+
+def test_overfit_marks_each_folds_choice_where_it_lies(tmp_path):
+    meta = {"objective": "final_capital"}
+    result = {"aggregate": {"degradation": -0.2}, "pbo": {"pbo": 0.4}}
+    path = overfit_plot(tmp_path, meta=meta, result=result, points=fold_points())
+    rgb = (matplotlib.image.imread(path)[..., :3] * 255).round().astype(int)
+    (n0, y0, x0), (n1, y1, x1) = (centre(rgb, c) for c in FOLD_COLOURS)
+    # Only the choices are drawn opaque in their fold's colour (the others are translucent).
+    assert n0 > 30 and n1 > 30
+    assert x0 > x1 and y0 > y1          # fold 0's choice: right of and below fold 1's
+    plain = overfit_plot(tmp_path, meta=meta, result=result, points=fold_points(chosen=False))
+    rgb = (matplotlib.image.imread(plain)[..., :3] * 255).round().astype(int)
+    assert all(centre(rgb, c)[0] < 5 for c in FOLD_COLOURS)
+    assert overfit_plot(tmp_path, meta=meta, result=result, points=None) is None
+
+
+def stitched_result(pnls):
+    equity, capital = [], 10_000.0
+    for i, pnl in enumerate(pnls):
+        capital += pnl
+        equity.append([T0 + 5 * DAY + (i + 1) * HOUR, capital])
+    return {"stitched": {"metrics": {"total_return": capital / 10_000 - 1,
+                                     "final_capital": capital, "max_drawdown": 0.0},
+                         "equity": equity},
+            "folds": [{"chosen_params": {"tp_mult": 2.0}, "test_windows": [[T0 + 5 * DAY,
+                                                                            T0 + 7 * DAY]]}],
+            "full": {"best_total_return": 0.1}}
+
+
+def test_stitched_equity_follows_the_out_of_sample_account(tmp_path):
+    meta = {"initial_capital": 10_000.0}
+    up = stitched_equity_plot(tmp_path, meta=meta, result=stitched_result([50.0] * 40),
+                              full_trades=None)
+    rgb = (matplotlib.image.imread(up)[..., :3] * 255).round().astype(int)
+    assert rise(rgb) > 100
+    assert near(rgb, FULL_ORANGE, 6).sum() == 0           # no full-data curve given
+    down = stitched_equity_plot(tmp_path, meta=meta, result=stitched_result([-50.0] * 40),
+                                full_trades=trades([30.0] * 100))
+    rgb = (matplotlib.image.imread(down)[..., :3] * 255).round().astype(int)
+    assert rise(rgb) < -100
+    assert near(rgb, FULL_ORANGE, 30).sum() > 120          # the curve, not only its legend
+    assert stitched_equity_plot(tmp_path, meta=meta, result={"stitched": None},
+                                full_trades=None) is None

@@ -563,3 +563,107 @@ def test_engine_run_over_new_dimensions_reports_them(ds, tmp_path):
     assert [r[0] for r in block(text, "entry_delay_candles")] == ["0", "2"]
     assert f"Best: {fmt_params(msgspec.to_builtins(result.best_params))} ->" in text
     assert "exits_trailing_stop" in table.column_names and "skipped_no_fill" in table.column_names
+
+
+# ------------------------------------------------------ SPEC 12: robustness
+
+from worker._report.robust import result_ranks, robust_columns  # noqa: E402
+from worker._report.robust_summary import verdict, walk_forward_section  # noqa: E402
+from worker._report.walkforward import folds_table  # noqa: E402
+
+WF_FOLDS = {"scheme": "rolling", "train_days": 6, "test_days": 4}
+
+
+@pytest.fixture(scope="module")
+def wf_result(ds):
+    return worker.walk_forward(ds, GRID, folds=WF_FOLDS, pbo={"blocks": 8},
+                               constraints=CONSTRAINTS, include_all=True)
+
+
+def _wf(pbo, dsr, test_returns, stitched, full_return=0.3):
+    """A walk-forward answer as result.json holds it, reduced to what the
+    verdict reads."""
+    folds = [{"index": k, "chosen_params": None if r is None else {"tp_mult": 2.0, "sl_mult": 0.9,
+                                                                     "max_hold_hrs": 6.0},
+              "test_metrics": None if r is None else {"total_return": r}}
+             for k, r in enumerate(test_returns)]
+    valid = [r for r in test_returns if r is not None]
+    return {"objective": "total_return", "folds": folds,
+            "aggregate": {"profitable_folds": (sum(r > 0 for r in valid) / len(valid)
+                                               if valid else None)},
+            "pbo": None if pbo is None else {"pbo": pbo},
+            "stitched": None if stitched is None else {"metrics": {"total_return": stitched}},
+            "full": {"deflated_sharpe": dsr, "best_total_return": full_return}}
+
+
+@pytest.mark.parametrize("args, head", [
+    ((0.1, 0.99, [0.1, 0.2, -0.05], 0.12), "the edge looks real"),
+    ((0.6, 0.99, [0.1, 0.2, 0.3], 0.12), "likely overfit"),
+    ((0.1, 0.99, [0.1, -0.2, -0.3], 0.12), "no edge out of sample"),
+    ((0.1, 0.99, [0.1, 0.2, 0.3], -0.01), "no edge out of sample"),
+    ((0.1, 0.5, [0.1, 0.2, 0.3], 0.12), "promising, not proven"),
+    ((None, 0.99, [0.1, 0.2, 0.3], 0.12), "promising, not proven"),
+    ((0.1, 0.99, [None, None], None), "no verdict: no fold chose a point"),
+])
+def test_verdict_headline_follows_the_statistics(args, head):
+    line = verdict(_wf(*args))
+    assert line.startswith(f"**Verdict: {head}"), line
+    if head != "no verdict: no fold chose a point":
+        wins = sum(1 for r in args[2] if r is not None and r > 0)
+        assert f"{wins} of {sum(r is not None for r in args[2])} folds profitable" in line
+        assert (f"PBO {args[0]:.2f}" if args[0] is not None else "PBO not computed") in line
+
+
+def test_walk_forward_summary_opens_with_the_verdict(ds, wf_result):
+    table, study = table_for(ds, constraints=CONSTRAINTS)
+    meta = meta_for("walk_forward", study)
+    text = summary_markdown(table, meta, wf_result)
+    lines = text.splitlines()
+    assert lines[0].startswith("# Walk-forward optimization")
+    assert lines[2] == "## Robustness" and lines[4].startswith("**Verdict: ")
+    result = msgspec.to_builtins(wf_result)
+    assert lines[4] == verdict(result)
+    assert text.index("## Robustness") < text.index("## Full-data optimization") < text.index(
+        "## Top 10")
+    check_markdown_tables(text)
+    folds = section(text, "Robustness")
+    fold_rows = [line for line in folds[folds.index("### Folds"):] if line.startswith("| ")]
+    assert len(fold_rows) == 2 + len(result["folds"])          # header, separator, folds
+    assert [cells(r)[0] for r in fold_rows[2:]] == [str(f["index"]) for f in result["folds"]]
+    agg = result["aggregate"]
+    assert f"| worst test objective | {agg['worst_test_objective']:,.2f} |" in text
+    assert f"| PBO | {result['pbo']['pbo']:.2f} |" in text
+    # An incomplete run says so right after the verdict, on the same line.
+    incomplete = walk_forward_section(result, {**meta, "incomplete": True})
+    assert incomplete[2].startswith(lines[4]) and "Incomplete run" in incomplete[2]
+
+
+def test_folds_csv_has_a_row_per_fold_and_nulls_for_a_fold_without_a_choice(wf_result):
+    result = msgspec.to_builtins(wf_result)
+    result["folds"][1] = {**result["folds"][1], "chosen_params": None, "train_metrics": None,
+                          "test_metrics": None, "test_rank_pct": None, "spearman": None}
+    rows = folds_table(result).to_pylist()
+    assert len(rows) == len(result["folds"])
+    f0 = result["folds"][0]
+    assert rows[0]["tp_mult"] == f0["chosen_params"]["tp_mult"]
+    assert rows[0]["test_objective"] == f0["test_metrics"]["final_capital"]
+    assert rows[0]["train_total_return"] == f0["train_metrics"]["total_return"]
+    assert rows[0]["test_windows"].startswith("20") and "/" in rows[0]["test_windows"]
+    assert rows[1]["tp_mult"] is None and rows[1]["test_objective"] is None
+    assert rows[1]["spearman"] is None and rows[1]["n_test"] == result["folds"][1]["n_test"]
+
+
+def test_stress_and_plateau_columns_come_from_the_answer(ds):
+    result = worker.optimize(ds, GRID, objective="total_return", stress="basic",
+                             plateau={"radius": 1, "stat": "min"}, rank_by="plateau",
+                             include_all=True)
+    cols = robust_columns(result, N_POINTS)
+    assert list(cols) == ["plateau", "lane_baseline", "lane_worse", "worst_lane", "maximin"]
+    for p in result.all_results:
+        assert cols["lane_worse"][p.index].as_py() == p.lanes["worse"]
+        assert cols["worst_lane"][p.index].as_py() == p.worst_lane
+        assert cols["plateau"][p.index].as_py() == p.plateau
+    ranks = result_ranks(result, np.arange(1, N_POINTS + 1))
+    assert sorted(ranks.tolist()) == list(range(1, N_POINTS + 1))
+    assert [int(ranks[p.index]) for p in result.top] == [p.rank for p in result.top]
+    assert robust_columns(worker.optimize(ds, GRID, include_all=True), N_POINTS) == {}

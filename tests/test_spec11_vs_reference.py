@@ -53,7 +53,7 @@ def test_simulate_matches_reference(data, params, config, mode):
 
 @PROPERTY
 @given(data=data11, grid=grids11(), config=configs11, mode=modes, cons=constraints11,
-       minimize=st.booleans(), objective=st.sampled_from([None, "win_rate", "profit_factor"]))
+       minimize=st.booleans(), objective=st.sampled_from([None, "win_rate", "profit_factor", "sharpe"]))
 def test_optimize_matches_reference(data, grid, config, mode, cons, minimize, objective):
     check_optimize(data, grid, config, mode, cons, minimize, objective)
 

@@ -18,7 +18,7 @@ from ._errors import (
     UnknownDataset,
     WorkerError,
 )
-from ._run.library import grouped_eval, optimize, optimize_per_caller
+from ._run.library import grouped_eval, optimize, optimize_per_caller, walk_forward
 
 __version__ = "0.1.0"
 
@@ -26,5 +26,5 @@ __all__ = [
     "CheckpointMismatch", "Dataset", "InvalidDataset", "InvalidParams", "RequestCancelled",
     "ResourceLimit", "UnknownDataset", "WorkerError", "dataset_from_columnar",
     "dataset_from_files", "dataset_from_rows", "grouped_eval", "optimize",
-    "optimize_per_caller", "simulate", "synthetic_dataset",
+    "optimize_per_caller", "simulate", "synthetic_dataset", "walk_forward",
 ]

@@ -10,3 +10,27 @@ __all__ = [
     "optimize_per_caller",
     "grouped_eval",
 ]
+
+# SPEC 12 (robust optimization)
+from .robust import (  # noqa: E402
+    base_interval_ms,
+    fold_plan,
+    pbo_matrix,
+    robust_optimize,
+    simulate_capital_each,
+    walk_forward,
+)
+from .robust_stats import (  # noqa: E402
+    average_ranks,
+    deflated_sharpe,
+    pbo_stats,
+    plateau_values,
+    sharpe,
+    spearman,
+)
+
+__all__ += [
+    "base_interval_ms", "fold_plan", "pbo_matrix", "robust_optimize",
+    "simulate_capital_each", "walk_forward", "average_ranks", "deflated_sharpe",
+    "pbo_stats", "plateau_values", "sharpe", "spearman",
+]

@@ -21,11 +21,11 @@ DEFAULT_GRID = {
 CAPITAL_OBJECTIVES = (
     "final_capital", "total_return", "trades_executed", "wins", "losses",
     "win_rate", "trades_skipped", "fees_paid", "profit_factor", "max_drawdown",
-    "avg_hold_min",
+    "avg_hold_min", "sharpe",  # sharpe: SPEC 12
 )
 PER_TRADE_OBJECTIVES = (
     "trades", "wins", "losses", "win_rate", "avg_return", "median_return",
-    "total_return", "profit_factor", "avg_r", "total_r", "avg_hold_min",
+    "total_return", "profit_factor", "avg_r", "total_r", "avg_hold_min", "sharpe",
 )
 
 MODES = {
@@ -213,6 +213,7 @@ def caller_summary(caller, own_calls, result, mode, cfg, extreme_sl_below, extre
         "best_total_return": None,
         "collapsed_capital": True,
         "requires_extreme_params": False,
+        "deflated_sharpe": result.get("deflated_sharpe"),  # SPEC 12, of the best point
     }
     if result["best"] is None:
         return summary
@@ -231,6 +232,16 @@ def caller_summary(caller, own_calls, result, mode, cfg, extreme_sl_below, extre
     return summary
 
 
+def _deflated_sharpe(calls, series, series_key, grid, config, mode, objective, minimize,
+                     constraints):
+    """SPEC 12's deflated Sharpe ratio of the best point (tests/reference/robust.py)."""
+    from .robust import robust_optimize  # robust builds on this module
+
+    return robust_optimize(calls, series, series_key, grid, config, mode=mode,
+                           objective=objective, minimize=minimize,
+                           constraints=constraints)["deflated_sharpe"]
+
+
 def optimize_per_caller(calls, series, series_key, grid, config, mode="capital",
                         objective=None, minimize=False, constraints=None,
                         caller_groups=None, extreme_sl_below=0.88, extreme_tp_above=4.0):
@@ -244,6 +255,8 @@ def optimize_per_caller(calls, series, series_key, grid, config, mode="capital",
         # Each caller alone, starting from the full initial capital.
         result = optimize(own, series, series_key, grid, config, mode,
                           objective, minimize, constraints)
+        result["deflated_sharpe"] = _deflated_sharpe(own, series, series_key, grid, config,
+                                                     mode, objective, minimize, constraints)
         results[caller] = caller_summary(caller, own, result, mode, cfg,
                                          extreme_sl_below, extreme_tp_above)
     return results

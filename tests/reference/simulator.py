@@ -9,28 +9,28 @@ implementation can be compared against it to a relative 1e-9.
 
 import statistics
 
+from .robust_stats import sharpe  # SPEC 12's, written once for the reference
 from .trade import (  # noqa: F401  (re-exported for optimizer and tests)
+    CAPITAL_SKIP_REASONS,
     CLOSE,
     DEFAULT_CONFIG,
-    EXTENDED_DEFAULTS,
     EXIT_REASONS,
-    CAPITAL_SKIP_REASONS,
+    EXTENDED_DEFAULTS,
     PER_TRADE_SKIP_REASONS,
+    TS,
+    check_extended,
+    fee_of,
+    find_entry,
+    find_exit,
+    find_fill,
     full_config,
     full_params,
-    check_extended,
+    is_limit,
+    limit_expiry,
     processing_order,
     series_of,
-    find_entry,
-    limit_expiry,
-    is_limit,
-    find_fill,
     stop_level,
-    find_exit,
-    fee_of,
-    TS,
 )
-
 
 # --------------------------------------------------------------------------
 # Shared metric helpers
@@ -48,6 +48,14 @@ def profit_factor(values):
     if losses == 0:
         return None
     return gains / -losses
+
+
+def trade_returns(records, cfg):
+    """SPEC 12: r = dir * (exit_px / entry_px - 1) - round-trip cost, per trade
+    (dir = +1: calls go long). Decision: "entry order" is the order the run
+    enters trades (processing order), the order of the trade list."""
+    cost = (cfg["taker_fee_bps"] + cfg["slippage_bps"]) / 10_000 * 2
+    return [r["exit_px"] / r["entry_px"] - 1 - cost for r in records]
 
 
 def mean_or_zero(values):
@@ -193,6 +201,7 @@ def _capital_metrics(cfg, account, trades, skipped):
         "profit_factor": profit_factor(pnls),
         "max_drawdown": account.max_drawdown,
         "avg_hold_min": avg_hold_min(trades),
+        "sharpe": sharpe(trade_returns(trades, cfg)),
         "trades": trades,
     }
 
@@ -247,5 +256,6 @@ def _per_trade_metrics(params, records, skipped):
         "exits": exit_counts(records),
         "skipped": dict(skipped),
         "avg_hold_min": avg_hold_min(records),
+        "sharpe": sharpe(rets),
         "trade_records": records,
     }

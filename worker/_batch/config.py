@@ -11,7 +11,18 @@ from typing import Annotated, Literal
 import msgspec
 import yaml
 
-from protocol import Constraints, Mode, ParamGrid, SimulatorConfig
+from protocol import (
+    Constraints,
+    FoldsSpec,
+    Mode,
+    ParamGrid,
+    PboSpec,
+    Plateau,
+    RankBy,
+    SimulatorConfig,
+    StressLane,
+    StressPreset,
+)
 
 from .._errors import InvalidParams, split_msgspec_error
 from .._report.text import DIMENSIONS, EXTENDED
@@ -55,7 +66,8 @@ class ReportConfig(msgspec.Struct, **_STRICT):
 
 class RunConfig(msgspec.Struct, **_STRICT):
     data: DataConfig
-    run: Literal["optimize", "per_caller", "grouped"] = "optimize"
+    # The issue's ``kind: walk_forward`` is this key's ``walk_forward``.
+    run: Literal["optimize", "per_caller", "grouped", "walk_forward"] = "optimize"
     mode: Mode = "capital"
     param_grid: ParamGrid = msgspec.field(default_factory=ParamGrid)
     simulator_config: SimulatorConfig = msgspec.field(default_factory=SimulatorConfig)
@@ -70,6 +82,19 @@ class RunConfig(msgspec.Struct, **_STRICT):
     output: str = "runs/run"
     workers: Annotated[int, msgspec.Meta(ge=0)] = 0
     report: ReportConfig = msgspec.field(default_factory=ReportConfig)
+    # SPEC 12. ``folds`` (required) and ``pbo``: walk_forward only; ``plateau``,
+    # ``rank_by``: optimize and walk_forward (its train choice); ``stress``:
+    # optimize only (the engine's walkForward refuses it for now).
+    folds: FoldsSpec | None = None
+    pbo: PboSpec | None = None
+    plateau: Plateau | None = None
+    stress: StressPreset | Annotated[list[StressLane], msgspec.Meta(min_length=1)] | None = None
+    rank_by: RankBy | None = None
+
+
+# SPEC 12's keys: left out of a run's fingerprint when not given, so a run
+# directory made before they existed still resumes.
+SPEC12_KEYS = ("folds", "pbo", "plateau", "stress", "rank_by")
 
 
 def load_config(path: str | Path) -> tuple[RunConfig, str]:
@@ -91,9 +116,10 @@ def load_config(path: str | Path) -> tuple[RunConfig, str]:
     if given[0] == given[1] or (given[0] and (data.calls is None or data.candles is None)):
         raise _located(path, text, "give data.calls and data.candles (files), or data.demo "
                                    "(the synthetic dataset), not both", "$.data")
-    bad_pair = heatmap_error(cfg)
-    if bad_pair is not None:
-        raise _located(path, text, *bad_pair)
+    for check in (heatmap_error, robust_error):
+        bad = check(cfg)
+        if bad is not None:
+            raise _located(path, text, *bad)
     base = path.parent
     resolved = msgspec.structs.replace(
         cfg, output=os.path.normpath(base / cfg.output),
@@ -121,6 +147,50 @@ def heatmap_error(cfg: RunConfig) -> tuple[str, str] | None:
         if tuple(pair) in seen:
             return f"the pair {pair} is given twice", f"$.report.heatmaps[{i}]"
         seen.add(tuple(pair))
+    return None
+
+
+def robust_error(cfg: RunConfig) -> tuple[str, str] | None:
+    """(message, JSON path) of the first SPEC 12 key that does not fit the
+    run: which kinds take which keys, the keys of each fold scheme, lane
+    names, and what ``rank_by`` needs. Checks that need the data (do the
+    folds fit?) are the engine's, before anything is written (runner)."""
+    wf = cfg.run == "walk_forward"
+    if wf and cfg.folds is None:
+        return "run: walk_forward needs folds: {scheme, train_days, test_days, ...}", "$.folds"
+    for key in ("folds", "pbo"):
+        if not wf and getattr(cfg, key) is not None:
+            return f"{key} is for run: walk_forward (this run is {cfg.run})", f"$.{key}"
+    if wf and cfg.stress is not None:
+        return "stress is not supported by run: walk_forward yet; use run: optimize", "$.stress"
+    if isinstance(cfg.stress, list):
+        seen: dict[str, int] = {}
+        for i, lane in enumerate(cfg.stress):
+            if lane.name in seen:
+                return (f"duplicate lane name {lane.name!r:.40} (first at index "
+                        f"{seen[lane.name]})", f"$.stress[{i}].name")
+            seen[lane.name] = i
+    if cfg.rank_by == "maximin" and cfg.stress is None:
+        return "rank_by maximin needs stress lanes (give stress)", "$.rank_by"
+    f = cfg.folds
+    if f is not None:
+        rolling = f.scheme != "cpcv"
+        own = ("train_days", "test_days", "step_days") if rolling else ("n_groups",
+                                                                         "n_test_groups")
+        other = ("n_groups", "n_test_groups") if rolling else ("train_days", "test_days",
+                                                               "step_days")
+        for key in other:
+            if getattr(f, key) is not None:
+                return (f"{key} is not a key of {f.scheme} folds; they take "
+                        f"{', '.join(own)} (and embargo_hrs)", f"$.folds.{key}")
+        for key in ("train_days", "test_days") if rolling else ():
+            if getattr(f, key) is None:
+                return f"{f.scheme} folds need {key}", "$.folds"
+        if not rolling and (f.n_test_groups or 2) >= (f.n_groups or 6):
+            return (f"must be less than n_groups ({f.n_groups or 6}), got "
+                    f"{f.n_test_groups or 2}", "$.folds.n_test_groups")
+    if cfg.pbo is not None and cfg.pbo.blocks % 2:
+        return f"must be an even number of blocks, got {cfg.pbo.blocks}", "$.pbo.blocks"
     return None
 
 

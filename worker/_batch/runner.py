@@ -45,8 +45,10 @@ from protocol import ParamGrid
 from .._core.callers import grouped_eval_flow, optimize_per_caller_flow
 from .._core.dataset import Dataset
 from .._core.jobs import Flow, recorded
+from .._core.lanes import lane_is_baseline as _baseline
 from .._core.optimize import make_study, optimize_flow, unknown_callers
 from .._core.tunables import EVALS_PER_SECOND
+from .._core.walkforward import walk_forward_flow
 from .._data.files import dataset_from_files
 from .._data.synthetic import synthetic_dataset
 from .._errors import InvalidParams
@@ -58,7 +60,8 @@ from .._run.checkpoint import CheckpointingEvaluator, CheckpointStats
 from .._run.drive import drive
 from .._run.evaluators import Evaluator, ThreadEvaluator
 from .._run.journal import Journal
-from .config import RunConfig, load_config, locate_error
+from .config import SPEC12_KEYS, RunConfig, load_config, locate_error
+from .plan import folds_plan
 from .progress_bar import ProgressPrinter
 
 EXIT_INCOMPLETE = 3             # the run finished with failed chunks (module doc)
@@ -83,19 +86,32 @@ def request_of(cfg: RunConfig) -> dict:
     # resume from another directory, or after moving them, still resumes).
     for key in ("calls", "candles"):
         request["data"].pop(key, None)
+    # SPEC 12's keys count only when given: a run made before they existed resumes.
+    for key in SPEC12_KEYS:
+        if request.get(key) is None:
+            request.pop(key, None)
     return request
 
 
 def _study_args(cfg: RunConfig) -> dict[str, Any]:
-    return dict(config=cfg.simulator_config, mode=cfg.mode, objective=cfg.objective,
+    args = dict(config=cfg.simulator_config, mode=cfg.mode, objective=cfg.objective,
                 minimize=cfg.minimize, constraints=cfg.constraints,
                 caller_groups=cfg.caller_groups)
+    for key in ("plateau", "stress", "rank_by"):    # SPEC 12, when given
+        if getattr(cfg, key) is not None:
+            args[key] = msgspec.to_builtins(getattr(cfg, key))
+    return args
 
 
 def make_flow(ds: Dataset, cfg: RunConfig) -> Flow:
     args = _study_args(cfg)
     if cfg.run == "optimize":
         return optimize_flow(ds, cfg.param_grid, top_k=cfg.top_k, include_all=True, **args)
+    if cfg.run == "walk_forward":
+        return walk_forward_flow(
+            ds, cfg.param_grid, folds=msgspec.to_builtins(cfg.folds),
+            pbo_spec=None if cfg.pbo is None else msgspec.to_builtins(cfg.pbo),
+            top_k=cfg.top_k, include_all=True, **args)
     extreme = dict(extreme_sl_below=cfg.extreme_sl_below, extreme_tp_above=cfg.extreme_tp_above)
     if cfg.run == "per_caller":
         return optimize_per_caller_flow(ds, cfg.param_grid, **extreme, **args)
@@ -114,15 +130,29 @@ def grid_dimensions(grid: ParamGrid) -> list[tuple[int, str]]:
                    if getattr(grid, name) is not None]
 
 
-def dry_run(ds: Dataset, cfg: RunConfig, out=sys.stdout) -> None:
+def dry_run(ds: Dataset, cfg: RunConfig, out=sys.stdout, first_job: Any = None,
+            study: Any = None) -> None:
+    """Sizes and an estimate; a walk_forward run's folds plan (``first_job``:
+    the job its flow yields first, ``study``: its validated inputs)."""
     dims = grid_dimensions(cfg.param_grid)
     points = math.prod(n for n, _ in dims)
     evals = ds.n_calls * points
+    plan = ""
+    if cfg.run == "walk_forward" and first_job is not None:
+        lines, calls = folds_plan(ds, cfg, study, first_job)
+        plan, evals = "".join(f"{line}\n" for line in lines), calls * points
+    elif cfg.stress is not None and study is not None and study.lanes:
+        # Every non-baseline lane is the grid again (its own scan).
+        reruns = sum(1 for lane in study.lanes if not _baseline(lane))
+        plan = (f"stress: {len(study.lanes)} lanes ({', '.join(x.name for x in study.lanes)}): "
+                f"the grid runs {reruns} more time(s)\n")
+        evals *= 1 + reruns
     workers = max(1, cfg.workers)
     out.write(f"config ok: run {cfg.run}, mode {cfg.mode}, output {cfg.output}\n"
               f"data: {ds.n_calls:,} calls by {len(ds.caller_names)} callers, "
               f"{ds.n_series:,} series, {ds.n_candles:,} candles"
               f"{f', {ds.dropped_count} bad series dropped' if ds.dropped_count else ''}\n"
+              f"{plan}"
               f"grid: {' x '.join(f'{n} {label}' for n, label in dims)} = {points:,} points, "
               f"{evals:,} call x point evaluations\n"
               f"estimated time: about {max(evals / (EVALS_PER_SECOND * workers), 0.1):.1f} s "
@@ -136,6 +166,9 @@ def run_main(config_path: str, *, dry: bool = False, restart: bool = False) -> i
         # Every check before anything is written: a bad config must not
         # leave a run directory that then refuses the corrected one.
         study = make_study(ds, grid=cfg.param_grid, **_study_args(cfg))
+        # A walk_forward flow checks its folds (do they fit the data?) and
+        # builds them when asked for its first job: before anything is written.
+        first_job = next(make_flow(ds, cfg)) if cfg.run == "walk_forward" else None
     except InvalidParams as exc:
         raise locate_error(Path(config_path), text, exc, _CONFIG_KEYS) from None
     unknown = unknown_callers(ds, cfg.caller_groups)
@@ -143,7 +176,7 @@ def run_main(config_path: str, *, dry: bool = False, restart: bool = False) -> i
         sys.stderr.write(f"optimizer-worker: warning: caller_groups names callers with no calls "
                          f"in the data (ignored): {', '.join(unknown[:20])}\n")
     if dry:
-        dry_run(ds, cfg)
+        dry_run(ds, cfg, first_job=first_job, study=study)
         return 0
     run_dir = Path(cfg.output)
     journal = open_run(run_dir, ds, request_of(cfg), restart=restart, path="$.output")
@@ -184,7 +217,8 @@ def run_main(config_path: str, *, dry: bool = False, restart: bool = False) -> i
 
 # Where a library error's path lives in a config file.
 _CONFIG_KEYS = {"$.calls_path": "$.data.calls", "$.candles_path": "$.data.candles",
-                "$.simulator_config": "$.simulator_config", "$.param_grid": "$.param_grid"}
+                "$.simulator_config": "$.simulator_config", "$.param_grid": "$.param_grid",
+                "$.pbo_spec": "$.pbo"}
 
 
 async def _execute(ds: Dataset, cfg: RunConfig, journal: Journal, flow: Flow,

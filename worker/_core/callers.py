@@ -20,8 +20,17 @@ from . import validate as v
 from .dataset import Dataset
 from .engine import grid_levels
 from .jobs import Flow, GridJob
+from .lanes import robustness_flow
 from .metrics import to_metrics
-from .optimize import Study, best_of, job_score, make_study, simulate_positions
+from .optimize import (
+    Study,
+    best_of,
+    best_returns,
+    job_score,
+    make_study,
+    simulate_positions,
+)
+from .robust import deflated_sharpe
 from .validate import grid_size
 
 
@@ -32,20 +41,24 @@ def _per_caller_flow(ds: Dataset, study: Study, sl_below: float, tp_above: float
     codes = np.unique(ds.call_caller[study.positions])
     job = GridJob(levels, study.positions, codes, study.config, study.mode)
     metrics, exits, skipped = yield job
+    robust = yield from robustness_flow(study, levels, metrics, codes)
+    values = robust.ranking_values(study, metrics)
     n_points = levels.n_points
-    counts = np.bincount(ds.call_caller[study.positions], minlength=len(ds.caller_names))
+    callers = ds.call_caller[study.positions]
+    counts = np.bincount(callers, minlength=len(ds.caller_names))
     out: dict[str, CallerResult] = {}
     for g, code in enumerate(codes.tolist()):
         name = ds.caller_names[code]
         rows = slice(g * n_points, (g + 1) * n_points)
-        out[name] = _caller_result(study, levels, name, int(counts[code]), metrics[rows],
-                                   exits[rows], skipped[rows], sl_below, tp_above)
+        out[name] = _caller_result(ds, study, levels, name, int(counts[code]), metrics[rows],
+                                   exits[rows], skipped[rows], values[rows],
+                                   study.positions[callers == code], sl_below, tp_above)
     return out
 
 
-def _caller_result(study: Study, levels, name: str, calls: int, metrics, exits, skipped,
-                   sl_below: float, tp_above: float) -> CallerResult:
-    _, _, best = best_of(study, metrics)
+def _caller_result(ds: Dataset, study: Study, levels, name: str, calls: int, metrics, exits,
+                   skipped, values, positions, sl_below: float, tp_above: float) -> CallerResult:
+    _, feasible, best = best_of(study, metrics, values)
     if best is None:
         return CallerResult(caller=name, calls=calls, best_params=None,
                             best_final_capital=None, best_total_return=None, best_metrics=None,
@@ -62,7 +75,10 @@ def _caller_result(study: Study, levels, name: str, calls: int, metrics, exits, 
         best_final_capital=getattr(m, "final_capital", None),
         best_total_return=m.total_return, best_metrics=m,
         collapsed_capital=bool(collapsed),
-        requires_extreme_params=p.sl_mult < sl_below or p.tp_mult > tp_above)
+        requires_extreme_params=p.sl_mult < sl_below or p.tp_mult > tp_above,
+        deflated_sharpe=deflated_sharpe(
+            best_returns(ds, p, study.config, study.mode, positions),
+            metrics[feasible, study.column("sharpe")]))
 
 
 def _thresholds(extreme_sl_below: Any, extreme_tp_above: Any) -> tuple[float, float]:
@@ -130,5 +146,6 @@ def _best_params_flow(study: Study, positions: np.ndarray) -> Flow[Params | None
     levels = grid_levels(study.grid, study.config)
     metrics, _, _ = yield GridJob(levels, positions, None, study.config, study.mode,
                                   score=job_score(study))
-    _, _, best = best_of(study, metrics)
+    robust = yield from robustness_flow(study, levels, metrics, positions=positions)
+    _, _, best = best_of(study, metrics, robust.ranking_values(study, metrics))
     return None if best is None else levels.params[best]

@@ -18,6 +18,7 @@ import numpy as np
 from protocol import EXTENDED_DEFAULTS, ParamGrid, Params, SimulatorConfig
 
 from .dataset import Dataset
+from .grid import grid_nb, point_hits_nb, spec2_hits_nb
 from .kernels import exit_levels_nb
 from .layouts import (
     CALL_ALERT_TS,
@@ -32,7 +33,6 @@ from .layouts import (
     N_SKIPS,
     NO_LEVEL,
 )
-from .grid import grid_nb, point_hits_nb, spec2_hits_nb
 from .sweeps import capital_run_nb, per_trade_run_nb
 
 _MS_PER_HOUR = 3_600_000

@@ -47,7 +47,9 @@ class JobScore:
 @dataclass(frozen=True, eq=False)
 class GridJob:
     """Evaluate ``levels`` over the calls at ``positions`` (request positions),
-    as one group, or one group per caller code in ``group_codes`` (in order).
+    as one group, or one group per caller code in ``group_codes`` (in order),
+    or one group per array of request positions in ``groups`` (subsets of
+    ``positions``: walk-forward folds and blocks, scanned once together).
     ``score``: set by flows whose answer is this job's best point."""
 
     levels: GridLevels
@@ -56,9 +58,12 @@ class GridJob:
     config: SimulatorConfig
     mode: str
     score: JobScore | None = None
+    groups: tuple[np.ndarray, ...] | None = None
 
     @property
     def n_groups(self) -> int:
+        if self.groups is not None:
+            return len(self.groups)
         return 1 if self.group_codes is None else int(self.group_codes.size)
 
     @property
@@ -67,7 +72,11 @@ class GridJob:
 
 
 def job_groups(ds: Dataset, job: GridJob, sweep: SweepInput) -> list[np.ndarray] | None:
-    """Sweep rows of each caller group (None: one group of every call)."""
+    """Sweep rows of each group (None: one group of every call)."""
+    if job.groups is not None:
+        row_of = np.empty(ds.n_calls, np.int64)
+        row_of[sweep.positions] = np.arange(sweep.positions.size)
+        return [np.sort(row_of[g]) for g in job.groups]
     if job.group_codes is None:
         return None
     codes = ds.call_caller[sweep.positions]

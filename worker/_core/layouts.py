@@ -59,11 +59,11 @@ ENTRY_KINDS = ("market", "limit")
 CAPITAL_METRICS = (
     "final_capital", "total_return", "trades_executed", "wins", "losses",
     "win_rate", "trades_skipped", "fees_paid", "profit_factor",
-    "max_drawdown", "avg_hold_min",
+    "max_drawdown", "avg_hold_min", "sharpe",
 )
 PER_TRADE_METRICS = (
     "trades", "wins", "losses", "win_rate", "avg_return", "median_return",
-    "total_return", "profit_factor", "avg_r", "total_r", "avg_hold_min",
+    "total_return", "profit_factor", "avg_r", "total_r", "avg_hold_min", "sharpe",
 )
 METRICS = {"capital": CAPITAL_METRICS, "per_trade": PER_TRADE_METRICS}
 # Metrics that are counts (integers in results and reports).
@@ -76,10 +76,10 @@ DEFAULT_OBJECTIVE = {"capital": "final_capital", "per_trade": "avg_return"}
 # column of metric ``<name>`` (checked against the tuples below).
 (CAP_FINAL_CAPITAL, CAP_TOTAL_RETURN, CAP_TRADES_EXECUTED, CAP_WINS, CAP_LOSSES,
  CAP_WIN_RATE, CAP_TRADES_SKIPPED, CAP_FEES_PAID, CAP_PROFIT_FACTOR,
- CAP_MAX_DRAWDOWN, CAP_AVG_HOLD_MIN) = range(len(CAPITAL_METRICS))
+ CAP_MAX_DRAWDOWN, CAP_AVG_HOLD_MIN, CAP_SHARPE) = range(len(CAPITAL_METRICS))
 (PT_TRADES, PT_WINS, PT_LOSSES, PT_WIN_RATE, PT_AVG_RETURN, PT_MEDIAN_RETURN,
  PT_TOTAL_RETURN, PT_PROFIT_FACTOR, PT_AVG_R, PT_TOTAL_R,
- PT_AVG_HOLD_MIN) = range(len(PER_TRADE_METRICS))
+ PT_AVG_HOLD_MIN, PT_SHARPE) = range(len(PER_TRADE_METRICS))
 
 N_METRICS = len(CAPITAL_METRICS)
 N_EXITS = len(EXIT_REASONS)

@@ -20,6 +20,7 @@ from protocol import (
     OptimizeResult,
     ParamGrid,
     Params,
+    Plateau,
     RankedPoint,
     SimulatorConfig,
 )
@@ -29,8 +30,18 @@ from . import validate as v
 from .dataset import Dataset
 from .engine import GridLevels, grid_levels, prepare, run_one, single_levels
 from .jobs import Flow, GridJob, JobScore
-from .layouts import ENTRY_KINDS, METRICS, TRADES_METRIC
+from .lanes import Robustness, robustness_flow
+from .layouts import (
+    CALL_ENTRY_PX,
+    ENTERED,
+    ENTRY_KINDS,
+    METRICS,
+    REC_EXIT_PX,
+    REC_STATUS,
+    TRADES_METRIC,
+)
 from .metrics import to_metrics, trade_records
+from .robust import Lane, deflated_sharpe, trade_returns
 
 
 @dataclass(frozen=True)
@@ -44,6 +55,10 @@ class Study:
     constraints: Constraints
     grid: ParamGrid
     positions: np.ndarray  # request positions of the participating calls
+    # SPEC 12 (optimize only): plateau values, stress lanes, what ranks points.
+    plateau: Plateau | None = None
+    lanes: tuple[Lane, ...] | None = None
+    rank_by: str = "objective"
 
     def column(self, name: str) -> int:
         return METRICS[self.mode].index(name)
@@ -51,8 +66,11 @@ class Study:
 
 def make_study(ds: Dataset, *, grid: Any = None, config: Any = None, mode: Any = None,
                objective: Any = None, minimize: bool = False, constraints: Any = None,
-               caller_groups: Any = None, max_points: int | None = None) -> Study:
+               caller_groups: Any = None, max_points: int | None = None,
+               plateau: Any = None, stress: Any = None, rank_by: Any = None) -> Study:
     mode_ = v.mode(mode)
+    lanes = v.stress(stress)
+    rank = v.rank_by(rank_by, lanes is not None)
     return Study(
         config=v.config(config),
         mode=mode_,
@@ -61,6 +79,9 @@ def make_study(ds: Dataset, *, grid: Any = None, config: Any = None, mode: Any =
         constraints=v.constraints(constraints, mode_),
         grid=v.grid(grid, max_points=max_points),
         positions=participating(ds, caller_groups),
+        plateau=v.plateau(plateau, rank),
+        lanes=lanes,
+        rank_by=rank,
     )
 
 
@@ -113,16 +134,22 @@ def rank_order(values: np.ndarray, feasible: np.ndarray, minimize: bool) -> np.n
 
 
 def _ranked(study: Study, levels: GridLevels, metrics, exits, skipped, idx: np.ndarray,
-            ranks: np.ndarray, feasible: np.ndarray) -> list[RankedPoint]:
+            ranks: np.ndarray, feasible: np.ndarray, robust: Robustness) -> list[RankedPoint]:
     return [RankedPoint(index=int(i), rank=int(ranks[i]), feasible=bool(feasible[i]),
                         params=levels.params[i],
-                        metrics=to_metrics(study.mode, metrics[i], exits[i], skipped[i]))
+                        metrics=to_metrics(study.mode, metrics[i], exits[i], skipped[i]),
+                        **robust.point(i))
             for i in idx.tolist()]
 
 
-def best_of(study: Study, metrics: np.ndarray) -> tuple[np.ndarray, np.ndarray, int | None]:
+def best_of(study: Study, metrics: np.ndarray, values: np.ndarray | None = None,
+            ) -> tuple[np.ndarray, np.ndarray, int | None]:
+    """Rank order, feasibility and the best point; ``values``: what ranks the
+    points (default the objective; SPEC 12's plateau or maximin values)."""
     feasible = feasible_mask(study, metrics)
-    order = rank_order(metrics[:, study.column(study.objective)], feasible, study.minimize)
+    if values is None:
+        values = metrics[:, study.column(study.objective)]
+    order = rank_order(values, feasible, study.minimize)
     best = int(order[0]) if order.size and feasible[order[0]] else None
     return order, feasible, best
 
@@ -142,7 +169,16 @@ def optimize_flow(ds: Dataset, grid: Any = None, *, top_k: int = 10, include_all
     levels = grid_levels(study.grid, study.config)
     metrics, exits, skipped = yield GridJob(levels, study.positions, None, study.config,
                                             study.mode, score=job_score(study))
-    order, feasible, best = best_of(study, metrics)
+    robust = yield from robustness_flow(study, levels, metrics)
+    return optimize_result(ds, study, levels, (metrics, exits, skipped), robust, top_k,
+                           include_all)
+
+
+def optimize_result(ds: Dataset, study: Study, levels: GridLevels, arrays, robust: Robustness,
+                    top_k: int, include_all: bool) -> OptimizeResult:
+    """SPEC 5's answer (with SPEC 12's fields) from a grid's result arrays."""
+    metrics, exits, skipped = arrays
+    order, feasible, best = best_of(study, metrics, robust.ranking_values(study, metrics))
     ranks = np.empty(order.size, np.int64)
     ranks[order] = np.arange(1, order.size + 1)
     top = order[: min(top_k, int(feasible.sum()))]
@@ -157,11 +193,14 @@ def optimize_flow(ds: Dataset, grid: Any = None, *, top_k: int = 10, include_all
         best_metrics=best_metrics,
         params_evaluated=levels.n_points,
         feasible_count=int(feasible.sum()),
-        top=_ranked(study, levels, metrics, exits, skipped, top, ranks, feasible),
+        top=_ranked(study, levels, metrics, exits, skipped, top, ranks, feasible, robust),
         # A point whose chunk failed (checkpointed runs) has no metrics to
         # show; the run's report lists it as failed.
         all_results=(_ranked(study, levels, metrics, exits, skipped, _evaluated(study, metrics),
-                             ranks, feasible) if include_all else msgspec.UNSET),
+                             ranks, feasible, robust) if include_all else msgspec.UNSET),
+        deflated_sharpe=(None if best is None else deflated_sharpe(
+            best_returns(ds, levels.params[best], study.config, study.mode, study.positions),
+            metrics[feasible, study.column("sharpe")])),
     )
 
 
@@ -188,3 +227,17 @@ def simulate_positions(ds: Dataset, p: Params, cfg: SimulatorConfig, mode: str,
     kind = ENTRY_KINDS[p.entry_dip_pct > 0]
     trades = trade_records(ds, sweep.positions, calls, rows, rec, kind) if include_trades else None
     return to_metrics(mode, metrics, exits, skipped, trades)
+
+
+def best_returns(ds: Dataset, p: Params, cfg: SimulatorConfig, mode: str,
+                 positions: np.ndarray) -> np.ndarray:
+    """SPEC 12: the best point's trades' returns, in entry order (the
+    deflated Sharpe ratio's ``r``; in capital mode, the trades the account
+    took)."""
+    sweep = prepare(ds, single_levels(p, cfg), positions)
+    rows = np.arange(sweep.positions.size)
+    _, _, _, rec, calls = run_one(sweep, rows, cfg, mode)
+    entered = rec[:, REC_STATUS] == ENTERED
+    return trade_returns(calls[CALL_ENTRY_PX, rows[entered]], rec[entered, REC_EXIT_PX],
+                         cfg.taker_fee_bps, cfg.slippage_bps)
+

@@ -18,8 +18,11 @@ References: ``tests.reference.simulator.simulate_capital`` and
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numba as nb
 import numpy as np
+from numba import types
 from numba.extending import overload
 
 from .book import SMALL_BOOK, heap_pop_nb, heap_push_nb, ring_insert_nb
@@ -38,6 +41,7 @@ from .layouts import (
     CAP_LOSSES,
     CAP_MAX_DRAWDOWN,
     CAP_PROFIT_FACTOR,
+    CAP_SHARPE,
     CAP_TOTAL_RETURN,
     CAP_TRADES_EXECUTED,
     CAP_TRADES_SKIPPED,
@@ -60,6 +64,7 @@ from .layouts import (
     PT_LOSSES,
     PT_MEDIAN_RETURN,
     PT_PROFIT_FACTOR,
+    PT_SHARPE,
     PT_TOTAL_R,
     PT_TOTAL_RETURN,
     PT_TRADES,
@@ -78,7 +83,7 @@ from .layouts import (
 # them is part of this file, so when they change, this file changes and its
 # kernels recompile (tests/test_layouts.py keeps it equal; a stale cache
 # would give old numbers).
-DEPENDS_ON_DIGEST = "b10d01e2150a1c85"
+DEPENDS_ON_DIGEST = "860ec2b93eae6df0"
 
 
 def _call_exit_nb(calls, i, x, entry_px, tp_mult, sl_mult, be_mult, sl_first, gap_open):
@@ -96,6 +101,11 @@ def _call_exit_nb(calls, i, x, entry_px, tp_mult, sl_mult, be_mult, sl_first, ga
 
 @overload(_call_exit_nb, inline="always")
 def _call_exit_overload(calls, i, x, entry_px, tp_mult, sl_mult, be_mult, sl_first, gap_open):
+    if _is_given_exits(x):
+        def given(calls, i, x, entry_px, tp_mult, sl_mult, be_mult, sl_first, gap_open):
+            exit_t = x.exit_ts[i]
+            return exit_t, x.exit_px[i], x.reason[i], _held_min_nb(calls, i, exit_t)
+        return given
     if len(x) == N_SPEC2_HITS:
         def spec2(calls, i, x, entry_px, tp_mult, sl_mult, be_mult, sl_first, gap_open):
             tp_ts, sl_ts, hold_ts, hold_px = x
@@ -120,9 +130,58 @@ def _call_exit_overload(calls, i, x, entry_px, tp_mult, sl_mult, be_mult, sl_fir
     return spec11
 
 
+class GivenExits(NamedTuple):
+    """Calls whose exits are already known, each with its own stop (a
+    walk-forward's stitched run, SPEC 12: every test call with the params its
+    fold chose). As ``capital_run_nb``'s ``x`` the account runs as SPEC 2
+    says, sizing each call by its own ``sl_mult``."""
+
+    exit_ts: np.ndarray   # int64 [n]
+    exit_px: np.ndarray   # float64 [n]
+    reason: np.ndarray    # int64 [n]: EXIT_REASONS codes
+    sl_mult: np.ndarray   # float64 [n]
+
+
+def _is_given_exits(x) -> bool:
+    return isinstance(x, types.BaseNamedTuple) and x.instance_class is GivenExits
+
+
+def _risk_cap_nb(x, i, max_risk, risk_cap):
+    """SPEC 2.4's ``max_risk_per_trade / (1 - sl_mult)`` for call ``i``."""
+    raise NotImplementedError  # pragma: no cover - compiled only, see the overload
+
+
+@overload(_risk_cap_nb, inline="always")
+def _risk_cap_overload(x, i, max_risk, risk_cap):
+    if _is_given_exits(x):
+        return lambda x, i, max_risk, risk_cap: max_risk / (1.0 - x.sl_mult[i])
+    return lambda x, i, max_risk, risk_cap: risk_cap  # one stop for every call
+
+
 @nb.njit(cache=True, nogil=True, inline="always")
 def _held_min_nb(calls, i, exit_t):
     return (exit_t - np.int64(calls[CALL_ENTRY_TS, i])) / 60_000.0
+
+
+@nb.njit(cache=True, nogil=True)
+def sharpe_nb(rets, count):
+    """SPEC 12's ``sharpe`` of the first ``count`` returns (entry order):
+    mean / sample std, both passes left to right; NaN (null) below 2 trades
+    or when the std is at most ``1e-12 * max(1, |mean|)``."""
+    if count < 2:
+        return np.nan
+    total = 0.0
+    for k in range(count):
+        total += rets[k]
+    mean = total / count
+    squares = 0.0
+    for k in range(count):
+        d = rets[k] - mean
+        squares += d * d
+    std = np.sqrt(squares / (count - 1))
+    if std <= 1e-12 * max(1.0, abs(mean)):
+        return np.nan
+    return mean / std
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -187,6 +246,8 @@ def capital_run_nb(calls, sel, x, tp_mult, sl_mult, be_mult,
     fees = 0.0
     hold_min = 0.0
     opened = 0  # trades and unfilled orders holding cash: the book's opening order
+    cost = cost_bps / 10_000 * 2
+    rets = np.empty(n, np.float64)  # each trade's return, in entry order (sharpe)
     risk_cap = max_risk / (1.0 - sl_mult)
     record = rec.shape[0] > 0
     r = 0
@@ -229,7 +290,7 @@ def capital_run_nb(calls, sel, x, tp_mult, sl_mult, be_mult,
             continue
         entry_px = calls[CALL_ENTRY_PX, i]
         if entry_px > 0.0:
-            size = min(risk_cap, alloc_pct * free, free)
+            size = min(_risk_cap_nb(x, i, max_risk, risk_cap), alloc_pct * free, free)
             if size < min_size:
                 skipped[BELOW_MIN_SIZE] += 1
                 if record:
@@ -240,6 +301,7 @@ def capital_run_nb(calls, sel, x, tp_mult, sl_mult, be_mult,
                 calls, i, x, entry_px, tp_mult, sl_mult, be_mult, sl_first, gap_open)
             fee = size * cost_bps / 10_000 * 2
             pnl = size * (exit_px / entry_px - 1) - fee
+            rets[trades] = exit_px / entry_px - 1 - cost
             exits[reason] += 1
             wins, pos_sum, neg_sum = _tally_nb(pnl, wins, pos_sum, neg_sum)
             fees += fee
@@ -252,7 +314,7 @@ def capital_run_nb(calls, sel, x, tp_mult, sl_mult, be_mult,
             skipped[status] += 1
             if record:
                 rec[r, REC_STATUS] = status
-            size = min(risk_cap, alloc_pct * free, free)
+            size = min(_risk_cap_nb(x, i, max_risk, risk_cap), alloc_pct * free, free)
             if status == NO_ENTRY or size < min_size:
                 r += 1
                 continue
@@ -284,6 +346,7 @@ def capital_run_nb(calls, sel, x, tp_mult, sl_mult, be_mult,
     metrics[CAP_PROFIT_FACTOR] = pos_sum / -neg_sum if neg_sum != 0.0 else np.nan
     metrics[CAP_MAX_DRAWDOWN] = max_dd
     metrics[CAP_AVG_HOLD_MIN] = hold_min / trades if trades > 0 else 0.0
+    metrics[CAP_SHARPE] = sharpe_nb(rets, trades)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -340,3 +403,4 @@ def per_trade_run_nb(calls, sel, x, tp_mult, sl_mult, be_mult,
     metrics[PT_AVG_R] = total_r / trades if trades > 0 else 0.0
     metrics[PT_TOTAL_R] = total_r
     metrics[PT_AVG_HOLD_MIN] = hold_min / trades if trades > 0 else 0.0
+    metrics[PT_SHARPE] = sharpe_nb(rets, trades)

@@ -17,10 +17,19 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from protocol import EXTENDED_DEFAULTS, Constraints, ParamGrid, Params, SimulatorConfig
+from protocol import (
+    EXTENDED_DEFAULTS,
+    Constraints,
+    ParamGrid,
+    Params,
+    Plateau,
+    SimulatorConfig,
+    StressLane,
+)
 
 from .._errors import InvalidParams, ResourceLimit, split_msgspec_error
 from .layouts import DEFAULT_OBJECTIVE, METRICS
+from .robust import STRESS_PRESETS, Lane
 
 T = TypeVar("T")
 
@@ -143,3 +152,47 @@ def flag(value: Any, path: str) -> bool:
     if not isinstance(value, bool):
         raise InvalidParams(f"must be true or false, got {value!r:.40}", path=path)
     return value
+
+
+def plateau(value: Any, rank_by_: str, path: str = "$.plateau") -> Plateau | None:
+    """SPEC 12's plateau spec; ``rank_by: "plateau"`` without one uses the
+    defaults (radius 1, mean)."""
+    if value is None:
+        return Plateau() if rank_by_ == "plateau" else None
+    return convert(value, Plateau, path)
+
+
+def stress(value: Any, path: str = "$.stress") -> tuple[Lane, ...] | None:
+    """A preset name or a list of lanes (SPEC 12), as ``robust.Lane``s;
+    lane names must be unique (they key each point's ``lanes``)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if value not in STRESS_PRESETS:
+            raise InvalidParams(f"unknown stress preset {value!r:.40}; one of "
+                                f"{', '.join(STRESS_PRESETS)}", path=path)
+        return STRESS_PRESETS[value]
+    if not isinstance(value, (list, tuple)) or not value:
+        raise InvalidParams("must be a preset name or a non-empty list of lanes", path=path)
+    lanes, seen = [], {}
+    for i, item in enumerate(value):
+        lane = convert(item, StressLane, f"{path}[{i}]")
+        if lane.name in seen:
+            raise InvalidParams(f"duplicate lane name {lane.name!r:.40} (first at index "
+                                f"{seen[lane.name]})", path=f"{path}[{i}].name")
+        seen[lane.name] = i
+        lanes.append(Lane(lane.name, lane.taker_fee_bps, lane.slippage_bps,
+                          lane.entry_delay_candles or 0, lane.gap_fill))
+    return tuple(lanes)
+
+
+def rank_by(value: Any, has_stress: bool, path: str = "$.rank_by") -> str:
+    if value is None:
+        return "objective"
+    if value not in ("objective", "plateau", "maximin"):
+        raise InvalidParams(f"unknown rank_by {value!r:.40}; one of objective, plateau, maximin",
+                            path=path)
+    if value == "maximin" and not has_stress:
+        raise InvalidParams("rank_by maximin needs stress lanes (give stress)", path=path)
+    return value
+

@@ -44,7 +44,13 @@ from .._core.dataset import Dataset
 from .._core.jobs import Flow, recorded
 from .._core.optimize import Study, make_study, optimize_flow, simulate, unknown_callers
 from .._core.validate import grid_size
-from .._data.files import check_regular_file, dataset_from_files, estimated_bytes, parquet_rows
+from .._core.walkforward import walk_forward_flow
+from .._data.files import (
+    check_regular_file,
+    dataset_from_files,
+    estimated_bytes,
+    parquet_rows,
+)
 from .._data.loaders import dataset_from_columnar, dataset_from_rows
 from .._errors import InvalidParams
 from .._pool.evaluator import PoolEvaluator
@@ -144,7 +150,7 @@ class Worker:
             "dropDataset": self.drop_dataset, "listDatasets": self.list_datasets,
             "simulate": self.simulate, "optimize": self.optimize,
             "optimizePerCaller": self.optimize_per_caller, "groupedEval": self.grouped_eval,
-            "stats": self.stats, "shutdown": self.shutdown,
+            "walkForward": self.walk_forward, "stats": self.stats, "shutdown": self.shutdown,
         }
 
     def _close_entry(self, entry: Entry) -> None:
@@ -248,7 +254,8 @@ class Worker:
     def _study_args(self, p: m.OptimizeParams) -> dict[str, Any]:
         return dict(config=p.simulator_config, mode=p.mode, objective=p.objective,
                     minimize=p.minimize, constraints=p.constraints, caller_groups=p.caller_groups,
-                    max_points=self.settings.max_grid_points)
+                    max_points=self.settings.max_grid_points, plateau=p.plateau,
+                    stress=p.stress, rank_by=p.rank_by)
 
     async def simulate(self, p: m.SimulateParams, ctx: RequestContext) -> Any:
         async with self._data(p) as (ds, _):
@@ -272,6 +279,16 @@ class Worker:
             ds, p.param_grid, filter_collapsed=p.filter_collapsed, filter_extreme=p.filter_extreme,
             grouped_params=p.grouped_params, extreme_sl_below=p.extreme_sl_below,
             extreme_tp_above=p.extreme_tp_above, **self._study_args(p)))
+
+    async def walk_forward(self, p: m.WalkForwardParams, ctx: RequestContext) -> Any:
+        if p.run_id is not None:
+            # Decision: the walk-forward run directory (folds.csv, plots) is
+            # not written yet; a checkpointed request is refused, not half-done.
+            raise InvalidParams("walkForward does not take run_id yet (no checkpointed "
+                                "walk-forward runs)", path="$.run_id")
+        return await self._run(p, ctx, "walk_forward", lambda ds: walk_forward_flow(
+            ds, p.param_grid, folds=p.folds, pbo_spec=p.pbo, top_k=p.top_k,
+            include_all=p.include_all, **self._study_args(p)))
 
     def _evaluator(self, ds: Dataset, shared: SharedDataset | None,
                    p: m.OptimizeParams) -> Evaluator:

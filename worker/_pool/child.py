@@ -90,7 +90,9 @@ class _Server:
         positions = unpack_array(spec["positions"])
         codes = None if spec["group_codes"] is None else unpack_array(spec["group_codes"])
         config = msgspec.convert(spec["config"], SimulatorConfig)
-        job = GridJob(levels, positions, codes, config, spec["mode"])
+        groups = (None if spec.get("groups") is None
+                  else tuple(unpack_array(g) for g in spec["groups"]))
+        job = GridJob(levels, positions, codes, config, spec["mode"], groups=groups)
         sweep = prepare(ds, levels, positions)
         job_ = _Job(sweep, job_groups(ds, job, sweep), config, spec["mode"])
         if keep:

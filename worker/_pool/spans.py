@@ -97,6 +97,7 @@ def job_spec(shared: SharedDataset, key: str, job: GridJob) -> dict:
         "gap_open": lv.gap_open,
         "positions": pack_array(np.asarray(job.positions, np.int64)),
         "group_codes": None if job.group_codes is None else pack_array(job.group_codes),
+        "groups": None if job.groups is None else [pack_array(g) for g in job.groups],
         "config": msgspec.to_builtins(job.config),
         "mode": job.mode,
     }
@@ -104,6 +105,8 @@ def job_spec(shared: SharedDataset, key: str, job: GridJob) -> dict:
 
 def group_sizes(shared: SharedDataset, job: GridJob) -> np.ndarray:
     """Calls in each of ``job``'s groups: the cost of one of its items."""
+    if job.groups is not None:
+        return np.array([g.size for g in job.groups], np.int64)
     if job.group_codes is None:
         return np.array([job.positions.size], np.int64)
     caller = shared.dataset.call_caller[job.positions]

@@ -24,7 +24,15 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from .figures import save_png, tick_format
-from .report import MONEY, PERCENT, SIGNED, fmt_dim, param_columns, point_means, table_columns
+from .report import (
+    MONEY,
+    PERCENT,
+    SIGNED,
+    fmt_dim,
+    param_columns,
+    point_means,
+    table_columns,
+)
 
 ANNOTATE_MAX = 12     # annotate cell values when the grid is at most this wide and tall
 MAX_TICKS = 20        # label at most this many values on an axis

@@ -35,12 +35,12 @@ from .text import (  # noqa: F401  (re-exported: _plots, tests)
     KEY_METRICS,
     METRICS,
     MONEY,
+    OFF_WHEN_NULL,
     PARAMS,
     PERCENT,
     SIGNED,
     TOP_N,
     exit_column,
-    OFF_WHEN_NULL,
     fmt_dim,
     fmt_metric,
     fmt_param,
@@ -59,7 +59,8 @@ from .text import (  # noqa: F401  (re-exported: _plots, tests)
 def results_table(*, mode: str, params: list[Params], metrics: np.ndarray, exits: np.ndarray,
                   skipped: np.ndarray, feasible: np.ndarray, rank: np.ndarray,
                   failed: np.ndarray, callers: list[str] | None = None,
-                  grid: ParamGrid | None = None) -> pa.Table:
+                  grid: ParamGrid | None = None,
+                  extra: dict[str, pa.Array] | None = None) -> pa.Table:
     """One row per (caller group ``g``, grid point ``p``), row ``g * P + p``.
 
     Parameter columns: tp_mult, sl_mult, max_hold_hrs, then each SPEC 11
@@ -69,6 +70,9 @@ def results_table(*, mode: str, params: list[Params], metrics: np.ndarray, exits
 
     A failed row (its chunk failed) has null metrics and counts, and is never
     feasible, whatever ``feasible`` says: its figures are unknown.
+
+    ``extra``: SPEC 12's per-point columns (``robust.robust_columns``:
+    ``plateau``, ``lane_<name>``, ``worst_lane``, ``maximin``), after ``failed``.
     """
     n_points = len(params)
     n_rows = n_points * (1 if callers is None else len(callers))
@@ -93,6 +97,7 @@ def results_table(*, mode: str, params: list[Params], metrics: np.ndarray, exits
     cols["feasible"] = pa.array(np.asarray(feasible, bool).reshape(n_rows) & ~failed)
     cols["rank"] = pa.array(np.asarray(rank, np.int64).reshape(n_rows))
     cols["failed"] = pa.array(failed)
+    cols.update(extra or {})
     return pa.table(cols)
 
 
@@ -165,8 +170,17 @@ def write_derived(run_dir: Path, *, table: pa.Table, meta: dict, result: Any,
     pacsv.write_csv(table, buf)
     paths = [write_atomic(run_dir / "results.csv", buf.getvalue()),
              write_atomic(run_dir / "summary.md", summary_markdown(table, meta, result).encode())]
-    return paths + _plots.write_plots(run_dir, table=table, meta=meta, result=result,
-                                      best_trades=_builtins(best_trades))
+    walk_forward = meta.get("kind") == "walk_forward"
+    # A walk-forward run's table, heatmaps and equity curve are its full-data optimize's.
+    paths += _plots.write_plots(run_dir, table=table, meta=meta,
+                                result=(result.get("full") or {}) if walk_forward else result,
+                                best_trades=_builtins(best_trades))
+    if walk_forward:
+        from .walkforward import write_walk_forward
+
+        paths += write_walk_forward(run_dir, meta=meta, result=result,
+                                    best_trades=_builtins(best_trades))
+    return paths
 
 
 def _builtins(value: Any) -> Any:

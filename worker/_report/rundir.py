@@ -18,6 +18,7 @@ from .._core.optimize import Study, feasible_mask, rank_order, simulate_position
 from .._errors import InvalidParams
 from .._run.journal import Journal, fingerprint
 from .report import results_table, write_atomic, write_report
+from .robust import result_ranks, robust_columns
 
 _ENCODER = msgspec.json.Encoder()
 
@@ -34,7 +35,7 @@ def _write_json(path: Path, value: Any) -> None:
 # resumed is not finished: these go, so a directory never mixes one run's
 # journal with another run's results (analyze refuses it until the end).
 _END_OF_RUN = ("result.json", "run.json", "best_trades.json", "results.parquet",
-               "results.csv", "summary.md")
+               "results.csv", "summary.md", "folds.csv", "fold_points.parquet")
 
 
 def _clear_end_of_run(run_dir: Path) -> None:
@@ -82,17 +83,34 @@ def finish_run(run_dir: Path, ds: Dataset, kind: str, study: Study, result: Any,
     (the batch config's ``report.heatmaps``), kept in run.json for analyze.
     """
     job, (metrics, exits, skipped) = jobs[0]
-    callers = (None if job.group_codes is None
+    n_points = job.levels.n_points
+    # The answer whose points the table lists: a walk-forward run's full-data optimize.
+    ranked = result.full if kind == "walk_forward" else result
+    fold_points = None
+    if kind == "walk_forward":
+        from .walkforward import fold_points_table
+
+        # Its one job's groups: every fold's train and test calls, the PBO
+        # blocks, then all the calls (worker._core.walkforward).
+        fold_points = fold_points_table(study, job.levels, metrics, result.folds)
+        metrics, exits, skipped = (a[-n_points:] for a in (metrics, exits, skipped))
+    callers = (None if job.group_codes is None or kind == "walk_forward"
                else [ds.caller_names[c] for c in job.group_codes.tolist()])
-    feasible, rank = _feasible_and_rank(study, metrics, job.levels.n_points)
+    feasible, rank = _feasible_and_rank(study, metrics, n_points)
+    if kind in ("optimize", "walk_forward"):
+        # rank_by (plateau, maximin) ranks as the answer does.
+        rank = result_ranks(ranked, rank)
     table = results_table(mode=study.mode, params=job.levels.params, metrics=metrics,
                           exits=exits, skipped=skipped, feasible=feasible, rank=rank,
                           failed=_failed_rows(study, metrics), callers=callers,
-                          grid=study.grid)
-    trades = _best_trades(ds, kind, study, result)
+                          grid=study.grid,
+                          extra=robust_columns(ranked, n_points)
+                          if kind in ("optimize", "walk_forward") else None)
+    trades = _best_trades(ds, kind, study, ranked)
     meta = {"kind": kind, "mode": study.mode, "objective": study.objective,
             "minimize": study.minimize, "initial_capital": study.config.initial_capital,
-            "params_evaluated": job.levels.n_points, "fingerprint": stats.fingerprint,
+            "params_evaluated": n_points, "fingerprint": stats.fingerprint,
+            "rank_by": study.rank_by,
             "started": started, "finished": now(),
             # An incomplete run (the batch CLI isolates failed chunks): its
             # best is of the evaluated points only; summary.md warns first.
@@ -103,6 +121,15 @@ def finish_run(run_dir: Path, ds: Dataset, kind: str, study: Study, result: Any,
         meta["heatmaps"] = [list(pair) for pair in heatmaps]
     _write_json(run_dir / "result.json", result)
     _write_json(run_dir / "run.json", meta)
+    if fold_points is not None:
+        # Per fold and grid point, what overfit.png draws (not in result.json).
+        import io
+
+        import pyarrow.parquet as pq
+
+        buf = io.BytesIO()
+        pq.write_table(fold_points, buf)
+        write_atomic(run_dir / "fold_points.parquet", buf.getvalue())
     if trades is not None:
         _write_json(run_dir / "best_trades.json", trades)
     else:
@@ -129,7 +156,7 @@ def _feasible_and_rank(study: Study, metrics: np.ndarray, n_points: int):
 
 
 def _best_trades(ds: Dataset, kind: str, study: Study, result: Any):
-    if kind == "optimize" and result.best_params is not None:
+    if kind in ("optimize", "walk_forward") and result.best_params is not None:
         return simulate_positions(ds, result.best_params, study.config, study.mode,
                                   study.positions).completed_trades
     if kind == "grouped" and result.grouped_result is not None:

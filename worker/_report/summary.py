@@ -18,6 +18,7 @@ import msgspec
 import numpy as np
 import pyarrow as pa
 
+from .robust_summary import stress_section, walk_forward_section
 from .text import (
     CORR_METRICS,
     FLAGS,
@@ -50,13 +51,31 @@ def table_columns(table: pa.Table) -> dict[str, np.ndarray]:
 
 
 def summary_markdown(table: pa.Table, meta: dict, result: Any) -> str:
-    """The text of summary.md; deterministic (no clock, no paths)."""
-    run = _Run(table_columns(table), meta, _builtins(result) or {})
-    lines: list[str] = []
-    for part in (_warning, _header, _top, _marginal, _correlations, _per_caller, _grouped,
-                 _failures):
+    """The text of summary.md; deterministic (no clock, no paths).
+
+    A walk-forward run: its title, then the robustness section (the verdict
+    first), then its full-data optimize as an optimize run's summary. An
+    optimize run with stress or plateau adds their section after the top 10.
+    """
+    result = _builtins(result) or {}
+    walk = meta.get("kind") == "walk_forward"
+    run = _Run(table_columns(table), meta, (result.get("full") or {}) if walk else result)
+    lines: list[str] = _warning(run)
+    head = _header(run)
+    if walk:
+        lines += head[:2] + walk_forward_section(result, meta)
+        lines += ["## Full-data optimization", "", *head[2:]]
+    else:
+        lines += head
+    for part in (_top, _stress, _marginal, _correlations, _per_caller, _grouped, _failures):
         lines += part(run)
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _stress(run: _Run) -> list[str]:
+    if run.per_caller:
+        return []
+    return stress_section(run.cols, run.result, run.meta, run.feasible, run.of_evaluated())
 
 
 class _Run:
@@ -117,7 +136,8 @@ def _warning(run: _Run) -> list[str]:
 
 def _header(run: _Run) -> list[str]:
     kind, m = run.meta.get("kind") or "optimize", run.meta
-    title = {"per_caller": "Per-caller optimization", "grouped": "Grouped evaluation"}
+    title = {"per_caller": "Per-caller optimization", "grouped": "Grouped evaluation",
+             "walk_forward": "Walk-forward optimization"}
     direction = "minimized" if run.minimize else "maximized"
     n_points = m.get("params_evaluated") or int(np.unique(run.cols["index"]).size)
     rows, n_feasible = run.failed.size, int(run.feasible.sum())
@@ -127,6 +147,10 @@ def _header(run: _Run) -> list[str]:
                 f"callers optimized alone over {n_points:,} grid points ({rows:,} runs), "
                 f"objective `{run.objective}` {direction}. {n_feasible:,} of the {rows:,} runs "
                 "are feasible")
+    elif kind == "walk_forward":
+        text = (f"Every call at once (the grid chosen with hindsight, for contrast with the "
+                f"folds): {n_points:,} grid points in **{run.mode}** mode, objective "
+                f"`{run.objective}` {direction}. {n_feasible:,} of them are feasible")
     else:
         text = (f"An **{kind}** run in **{run.mode}** mode over {n_points:,} grid points, "
                 f"objective `{run.objective}` {direction}. {n_feasible:,} of them are feasible")
@@ -134,7 +158,7 @@ def _header(run: _Run) -> list[str]:
     text += f"; {n_failed:,} failed (see Failures below)." if n_failed else "."
     if run.mode == "capital" and m.get("initial_capital") is not None:
         text += f" Initial capital {fmt_metric('final_capital', m['initial_capital'])}."
-    if kind == "optimize":
+    if kind in ("optimize", "walk_forward"):
         best = run.result.get("best_params")
         bm = run.result.get("best_metrics") or {}
         label = f"Best{run.of_evaluated()}:"
@@ -175,6 +199,9 @@ def _top(run: _Run) -> list[str]:
     rows = rows[np.argsort(run.cols["rank"][rows], kind="stable")][:TOP_N]
     others = [k for k in KEY_METRICS[run.mode] if k != run.objective]
     out = [f"## Top {TOP_N}{run.of_evaluated()}", ""]
+    rank_by = run.meta.get("rank_by") or "objective"
+    if rank_by != "objective":
+        out += [f"Ranked by `{rank_by}` (its values: the next section).", ""]
     if rows.size == 0:
         return out + ["No feasible grid point.", ""]
     body = [[str(int(run.cols["rank"][r])), *_params_at(run, r), run.fmt_obj(run.obj[r]),

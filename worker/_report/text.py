@@ -7,6 +7,7 @@ names come from ``worker._core.layouts``. Pure functions; no I/O.
 
 from __future__ import annotations
 
+import datetime as _dt
 import math
 from typing import Any
 
@@ -18,7 +19,7 @@ __all__ = ["METRICS", "PARAMS", "EXTENDED", "DIMENSIONS", "OFF_WHEN_NULL", "para
            "COUNTS", "PERCENT", "SIGNED", "MONEY", "KEY_METRICS",
            "CORR_METRICS", "TOP_N", "FLAGS", "skip_reasons", "exit_column", "skip_column",
            "table_column_names", "fmt_metric", "fmt_param", "fmt_dim", "fmt_params", "param_value",
-           "md_cell", "md_table"]
+           "md_cell", "md_table", "iso"]
 
 PARAMS = ("tp_mult", "sl_mult", "max_hold_hrs")
 # SPEC 11's parameters, in grid order (after max_hold_hrs). A results table
@@ -116,6 +117,12 @@ def fmt_params(p: dict | None) -> str:
 def param_value(p: dict, name: str) -> Any:
     """A dimension's value in a ``Params`` as JSON: absent is its default."""
     return p.get(name, EXTENDED_DEFAULTS.get(name))
+
+
+def iso(ms: int) -> str:
+    """A time in ms for a reader (walk-forward windows): UTC, to the millisecond."""
+    t = _dt.datetime.fromtimestamp(int(ms) / 1000, _dt.timezone.utc)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(ms) % 1000:03d}Z"
 
 
 def md_cell(text: Any) -> str:

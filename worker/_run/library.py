@@ -1,5 +1,5 @@
 """The library's grid operations (``worker.optimize``,
-``worker.optimize_per_caller``, ``worker.grouped_eval``): their flows
+``worker.optimize_per_caller``, ``worker.grouped_eval``, ``worker.walk_forward``): their flows
 (``worker._core``) driven in the calling thread by an ``InProcessEvaluator``,
 with no event loop and no thread (``drive_sync``). Blocking, and not
 cancellable once started: the kernels run to the end.
@@ -9,15 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from protocol import GroupedResult, OptimizeResult, PerCallerResult
+from protocol import GroupedResult, OptimizeResult, PerCallerResult, WalkForwardResult
 
 from .._core.callers import grouped_eval_flow, optimize_per_caller_flow
 from .._core.dataset import Dataset
 from .._core.optimize import optimize_flow
+from .._core.walkforward import walk_forward_flow
 from .drive import drive_sync
 from .evaluators import InProcessEvaluator
 
-__all__ = ["grouped_eval", "optimize", "optimize_per_caller"]
+__all__ = ["grouped_eval", "optimize", "optimize_per_caller", "walk_forward"]
 
 
 def optimize(ds: Dataset, grid: Any = None, **kwargs: Any) -> OptimizeResult:
@@ -33,3 +34,11 @@ def optimize_per_caller(ds: Dataset, grid: Any = None, **kwargs: Any) -> PerCall
 def grouped_eval(ds: Dataset, grid: Any = None, **kwargs: Any) -> GroupedResult:
     """SPEC 6: ``grouped_eval_flow`` evaluated in this thread."""
     return drive_sync(grouped_eval_flow(ds, grid, **kwargs), InProcessEvaluator(ds))
+
+
+def walk_forward(ds: Dataset, grid: Any = None, *, folds: Any, pbo: Any = None,
+                 **kwargs: Any) -> WalkForwardResult:
+    """SPEC 12: ``walk_forward_flow`` evaluated in this thread."""
+    return drive_sync(walk_forward_flow(ds, grid, folds=folds, pbo_spec=pbo, **kwargs),
+                      InProcessEvaluator(ds))
+

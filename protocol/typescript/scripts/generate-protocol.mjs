@@ -36,7 +36,7 @@ const KEYWORDS = {
   string: ["type", "minLength", "maxLength", "pattern"],
   number: ["type", "minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"],
   integer: ["type", "minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"],
-  array: ["type", "items", "minItems", "maxItems"],
+  array: ["type", "items", "prefixItems", "minItems", "maxItems"],
   object: ["type", "properties", "required", "additionalProperties"],
 };
 const CHECKS = {
@@ -193,6 +193,13 @@ function generate(schema, { schemaLabel, sha256 }) {
         return { ts: "string", zod: `z.string()${checks}.regex(new RegExp(${JSON.stringify(node.pattern)}))` };
       }
       case "array": {
+        if ("prefixItems" in node) {
+          // A fixed-length tuple (msgspec's tuple[int, float]): no further items.
+          if (node.items !== false) fail(ptr, "a tuple takes no items beyond its prefixItems");
+          const parts = node.prefixItems.map((p, i) => render(p, ptrOf(ptr, "prefixItems", i), deps));
+          return { ts: `[${parts.map((p) => p.ts).join(", ")}]`,
+                   zod: `z.tuple([${parts.map((p) => p.zod).join(", ")}])` };
+        }
         if (!("items" in node)) fail(ptr, "an array needs items");
         const item = render(node.items, ptrOf(ptr, "items"), deps);
         return { ts: item.union ? `(${item.ts})[]` : `${item.ts}[]`, zod: `z.array(${item.zod})${checks}` };

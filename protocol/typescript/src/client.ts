@@ -52,7 +52,7 @@ import { socketTransport, spawnTransport, type Transport } from "./transport.js"
 export const PROTOCOL_MAJOR = "1";
 
 /** Methods whose params take a `progress_token` (a test keeps this in step with schema.json). */
-export const PROGRESS_METHODS: ReadonlySet<MethodName> = new Set(["optimize", "optimizePerCaller", "groupedEval"]);
+export const PROGRESS_METHODS: ReadonlySet<MethodName> = new Set(["optimize", "optimizePerCaller", "groupedEval", "walkForward"]);
 
 export interface WorkerClientOptions {
   /** The worker's command line. Default `["optimizer-worker", "serve"]`, or `[python, "-m", "worker", "serve"]` with `python`. */
@@ -207,6 +207,10 @@ export class WorkerClient extends EventEmitter {
   }
   groupedEval(params: ParamsOf<"groupedEval">, options?: RequestOptions) {
     return this.request("groupedEval", params, options);
+  }
+  /** SPEC 12: walk-forward folds, aggregates, the stitched out-of-sample run, PBO. */
+  walkForward(params: ParamsOf<"walkForward">, options?: RequestOptions) {
+    return this.request("walkForward", params, options);
   }
   /** Asks the worker to cancel a request in flight (an AbortSignal does this for you). */
   cancel(params: ParamsOf<"cancel">, options?: RequestOptions) {

@@ -163,6 +163,7 @@ const capitalMetrics: protocol.CapitalMetrics = {
   profit_factor: null,
   max_drawdown: 0,
   avg_hold_min: 6,
+  sharpe: null,
   completed_trades: [trade],
 };
 
@@ -180,6 +181,7 @@ const perTradeMetrics: protocol.PerTradeMetrics = {
   total_r: 1.8,
   exits: { tp: 1, sl: 1 },
   skipped: { no_entry: 3 },
+  sharpe: 0.5,
   avg_hold_min: 42.5,
 };
 

@@ -287,6 +287,25 @@ describe("round trip of every method against a real worker", { timeout: 60_000 }
     for (const t of trades) assert.equal(t.entry_kind, kind);
   });
 
+  test("walkForward (SPEC 12): cpcv folds cover every call, PBO in [0, 1], full is an optimize", async () => {
+    const grid = { tp_mults: [2, 3], sl_mults: [0.8, 0.9] };
+    const wf = await client.walkForward({
+      dataset_id: "rows", param_grid: grid, folds: { scheme: "cpcv", n_groups: 3, n_test_groups: 1 },
+      pbo: { blocks: 4 }, stress: undefined,
+    });
+    assert.equal(wf.objective, "final_capital");
+    assert.equal(wf.folds.length, 3, "C(3, 1) folds");
+    const loaded = await client.listDatasets();
+    const calls = loaded.datasets.find((d) => d.dataset_id === "rows")!.calls;
+    for (const f of wf.folds) assert.equal(f.n_train + f.n_test + f.n_purged, calls);
+    assert.equal(wf.stitched, null, "no stitched run for cpcv");
+    assert.ok(wf.pbo && wf.pbo.pbo >= 0 && wf.pbo.pbo <= 1);
+    assert.equal(wf.full.params_evaluated, 4);
+    const stressed = await client.optimize({ dataset_id: "rows", param_grid: grid, stress: "basic", rank_by: "maximin" });
+    assert.deepEqual(Object.keys(stressed.top[0]!.lanes!).sort(), ["baseline", "worse"]);
+    assert.ok("deflated_sharpe" in stressed);
+  });
+
   test("optimizePerCaller: one result per caller; their calls sum to the dataset's", async () => {
     const result = await client.optimizePerCaller({ dataset_id: "files" });
     assert.equal(result.params_evaluated, 30);

@@ -14,8 +14,13 @@ import pytest
 
 import worker._core.layouts as L
 import worker._run.journal as J
-from protocol import (EXTENDED_DEFAULTS, CapitalMetrics, ParamGrid, PerTradeMetrics,
-                      SimulatorConfig)
+from protocol import (
+    EXTENDED_DEFAULTS,
+    CapitalMetrics,
+    ParamGrid,
+    PerTradeMetrics,
+    SimulatorConfig,
+)
 from tests.reference import optimizer as ref_optimizer
 from worker import synthetic_dataset
 from worker._core import kernels, validate
@@ -76,8 +81,10 @@ def test_reason_codes_are_their_column_in_the_count_arrays():
 
 
 def test_widths_are_the_name_tuples():
-    assert L.RESULT_WIDTHS == (len(L.CAPITAL_METRICS), len(L.EXIT_REASONS), len(L.SKIP_REASONS))
-    assert len(L.PER_TRADE_METRICS) == L.N_METRICS
+    assert L.RESULT_WIDTHS == (len(L.CAPITAL_METRICS) + len(L.MOMENTS), len(L.EXIT_REASONS),
+                               len(L.SKIP_REASONS))
+    assert (L.M_RET_M2, L.M_RET_M4) == (L.N_REPORTED, L.N_METRICS - 1)
+    assert len(L.PER_TRADE_METRICS) == L.N_REPORTED == L.N_METRICS - len(L.MOMENTS)
     assert (L.N_CALL_ROWS, L.N_CFG, L.N_POINT_LEVELS, L.N_REC_FIELDS) == (
         len(L.CALL_ROWS), len(L.CFG_FIELDS), len(L.POINT_LEVELS), len(L.REC_FIELDS))
     assert [np.dtype(d) for d in L.RESULT_DTYPES] == [np.float64, np.int64, np.int64]

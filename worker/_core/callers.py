@@ -24,13 +24,12 @@ from .lanes import robustness_flow
 from .metrics import to_metrics
 from .optimize import (
     Study,
+    best_deflated_sharpe,
     best_of,
-    best_returns,
     job_score,
     make_study,
     simulate_positions,
 )
-from .robust import deflated_sharpe
 from .validate import grid_size
 
 
@@ -76,9 +75,7 @@ def _caller_result(ds: Dataset, study: Study, levels, name: str, calls: int, met
         best_total_return=m.total_return, best_metrics=m,
         collapsed_capital=bool(collapsed),
         requires_extreme_params=p.sl_mult < sl_below or p.tp_mult > tp_above,
-        deflated_sharpe=deflated_sharpe(
-            best_returns(ds, p, study.config, study.mode, positions),
-            metrics[feasible, study.column("sharpe")]))
+        deflated_sharpe=best_deflated_sharpe(study, metrics, best, feasible))
 
 
 def _thresholds(extreme_sl_below: Any, extreme_tp_above: Any) -> tuple[float, float]:

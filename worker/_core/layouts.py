@@ -22,7 +22,8 @@ result arrays of a grid job (``Results``), one row per work item
 (``g * n_points + p``: caller group ``g``, grid point ``p``):
 
 - ``metrics``: float64 ``[items, N_METRICS]``, columns ``CAPITAL_METRICS``
-  (``CAP_*``) or ``PER_TRADE_METRICS`` (``PT_*``) by mode (one width);
+  (``CAP_*``) or ``PER_TRADE_METRICS`` (``PT_*``) by mode (one width), then
+  ``MOMENTS`` (``M_*``);
 - ``exits``: int64 ``[items, N_EXITS]``, counts by ``EXIT_REASONS``;
 - ``skipped``: int64 ``[items, N_SKIPS]``, counts by ``SKIP_REASONS``.
 
@@ -81,7 +82,13 @@ DEFAULT_OBJECTIVE = {"capital": "final_capital", "per_trade": "avg_return"}
  PT_TOTAL_RETURN, PT_PROFIT_FACTOR, PT_AVG_R, PT_TOTAL_R,
  PT_AVG_HOLD_MIN, PT_SHARPE) = range(len(PER_TRADE_METRICS))
 
-N_METRICS = len(CAPITAL_METRICS)
+N_REPORTED = len(CAPITAL_METRICS)
+# Columns the kernels add after the reported metrics, for SPEC 12's deflated
+# Sharpe ratio of the best point: the population central moments m2, m3, m4
+# of the run's trade returns (NaN below 2 trades). Never a metric of an answer.
+MOMENTS = ("ret_m2", "ret_m3", "ret_m4")
+M_RET_M2, M_RET_M3, M_RET_M4 = range(N_REPORTED, N_REPORTED + len(MOMENTS))
+N_METRICS = N_REPORTED + len(MOMENTS)
 N_EXITS = len(EXIT_REASONS)
 N_SKIPS = len(SKIP_REASONS)
 
@@ -174,7 +181,7 @@ def _check() -> None:
         for i, name in enumerate(names):
             if g.get(prefix + name.upper()) != i:  # pragma: no cover - a layout edit gone wrong
                 raise ImportError(f"layouts: {prefix}{name.upper()} is not {i}")
-    if len(PER_TRADE_METRICS) != N_METRICS:  # pragma: no cover
+    if len(PER_TRADE_METRICS) != N_REPORTED:  # pragma: no cover
         raise ImportError("capital and per-trade metric rows must have one width")
     for names in (EXIT_REASONS, SKIP_REASONS):
         for i, name in enumerate(names):

@@ -31,17 +31,9 @@ from .dataset import Dataset
 from .engine import GridLevels, grid_levels, prepare, run_one, single_levels
 from .jobs import Flow, GridJob, JobScore
 from .lanes import Robustness, robustness_flow
-from .layouts import (
-    CALL_ENTRY_PX,
-    ENTERED,
-    ENTRY_KINDS,
-    METRICS,
-    REC_EXIT_PX,
-    REC_STATUS,
-    TRADES_METRIC,
-)
+from .layouts import ENTRY_KINDS, M_RET_M2, M_RET_M3, M_RET_M4, METRICS, TRADES_METRIC
 from .metrics import to_metrics, trade_records
-from .robust import Lane, deflated_sharpe, trade_returns
+from .robust import Lane, deflated_sharpe_of
 
 
 @dataclass(frozen=True)
@@ -198,9 +190,8 @@ def optimize_result(ds: Dataset, study: Study, levels: GridLevels, arrays, robus
         # show; the run's report lists it as failed.
         all_results=(_ranked(study, levels, metrics, exits, skipped, _evaluated(study, metrics),
                              ranks, feasible, robust) if include_all else msgspec.UNSET),
-        deflated_sharpe=(None if best is None else deflated_sharpe(
-            best_returns(ds, levels.params[best], study.config, study.mode, study.positions),
-            metrics[feasible, study.column("sharpe")])),
+        deflated_sharpe=None if best is None else best_deflated_sharpe(study, metrics, best,
+                                                                       feasible),
     )
 
 
@@ -229,15 +220,13 @@ def simulate_positions(ds: Dataset, p: Params, cfg: SimulatorConfig, mode: str,
     return to_metrics(mode, metrics, exits, skipped, trades)
 
 
-def best_returns(ds: Dataset, p: Params, cfg: SimulatorConfig, mode: str,
-                 positions: np.ndarray) -> np.ndarray:
-    """SPEC 12: the best point's trades' returns, in entry order (the
-    deflated Sharpe ratio's ``r``; in capital mode, the trades the account
-    took)."""
-    sweep = prepare(ds, single_levels(p, cfg), positions)
-    rows = np.arange(sweep.positions.size)
-    _, _, _, rec, calls = run_one(sweep, rows, cfg, mode)
-    entered = rec[:, REC_STATUS] == ENTERED
-    return trade_returns(calls[CALL_ENTRY_PX, rows[entered]], rec[entered, REC_EXIT_PX],
-                         cfg.taker_fee_bps, cfg.slippage_bps)
+def best_deflated_sharpe(study: Study, metrics: np.ndarray, best: int,
+                         feasible: np.ndarray) -> float | None:
+    """SPEC 12's deflated Sharpe ratio of point ``best`` among the feasible
+    ones, from the kernels' per-point sharpe, trade count and return moments."""
+    row = metrics[best]
+    return deflated_sharpe_of(float(row[study.column("sharpe")]),
+                              int(row[study.column(TRADES_METRIC[study.mode])]),
+                              float(row[M_RET_M2]), float(row[M_RET_M3]), float(row[M_RET_M4]),
+                              metrics[feasible, study.column("sharpe")])
 

@@ -20,7 +20,7 @@ __all__ = [
     "EULER_GAMMA", "Lane", "STRESS_PRESETS",
     "rank_order", "average_ranks", "test_rank_pct", "spearman",
     "median", "worst", "fold_aggregates",
-    "trade_returns", "sharpe", "deflated_sharpe",
+    "trade_returns", "sharpe", "deflated_sharpe", "deflated_sharpe_of",
     "grid_lattice", "plateau_values", "maximin",
 ]
 
@@ -209,20 +209,28 @@ def deflated_sharpe(best_returns: np.ndarray | None, sharpes: np.ndarray) -> flo
     if best_returns is None:
         return None
     r = np.asarray(best_returns, np.float64).ravel()
+    t = r.size
+    if t < 3:
+        return None
+    d = r - float(_left_sum(r)) / t
+    m2, m3, m4 = (float(_left_sum(d ** k)) / t for k in (2, 3, 4))
+    return deflated_sharpe_of(sharpe(r), t, m2, m3, m4, sharpes)
+
+
+def deflated_sharpe_of(sr: float | None, t: int, m2: float, m3: float, m4: float,
+                       sharpes: np.ndarray) -> float | None:
+    """``deflated_sharpe`` from the best point's ``sharpe``, trade count and
+    population central moments of its returns (the kernels report them per
+    point: ``layouts.MOMENTS``), and the feasible points' sharpes."""
     s = np.asarray(sharpes, np.float64).ravel()
     s = s[~np.isnan(s)]
-    n, t = s.size, r.size
-    if n < 2 or t < 3:
-        return None
-    sr = sharpe(r)
-    if sr is None:
+    n = s.size
+    if n < 2 or t < 3 or sr is None or math.isnan(sr):
         return None
     _, sd = _mean_std(s)  # sqrt of the sample variance (ddof 1)
     g = EULER_GAMMA
     z = statistics.NormalDist().inv_cdf
     sr0 = sd * ((1 - g) * z(1 - 1 / n) + g * z(1 - 1 / (n * math.e)))
-    d = r - float(_left_sum(r)) / t
-    m2, m3, m4 = (float(_left_sum(d ** k)) / t for k in (2, 3, 4))
     g3, g4 = m3 / m2 ** 1.5, m4 / m2 ** 2
     arg = 1 - g3 * sr + (g4 - 1) / 4 * sr ** 2
     if not arg > 0:

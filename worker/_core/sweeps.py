@@ -54,6 +54,9 @@ from .layouts import (
     CFG_SLIPPAGE_BPS,
     CFG_TAKER_FEE_BPS,
     ENTERED,
+    M_RET_M2,
+    M_RET_M3,
+    M_RET_M4,
     MAX_POSITIONS,
     N_SPEC2_HITS,
     NO_ENTRY,
@@ -83,7 +86,7 @@ from .layouts import (
 # them is part of this file, so when they change, this file changes and its
 # kernels recompile (tests/test_layouts.py keeps it equal; a stale cache
 # would give old numbers).
-DEPENDS_ON_DIGEST = "860ec2b93eae6df0"
+DEPENDS_ON_DIGEST = "b73ca9107fd240c7"
 
 
 def _call_exit_nb(calls, i, x, entry_px, tp_mult, sl_mult, be_mult, sl_first, gap_open):
@@ -164,31 +167,41 @@ def _held_min_nb(calls, i, exit_t):
 
 
 @nb.njit(cache=True, nogil=True)
-def sharpe_nb(rets, count, total):
-    """SPEC 12's ``sharpe`` of the first ``count`` returns (entry order):
-    ``mean = total / count`` (``total``: their left-to-right sum, kept by the
-    run as it goes), over the sample std; NaN (null) below 2 trades or when
-    the std is at most ``1e-12 * max(1, |mean|)``."""
+def sharpe_nb(rets, count, total, metrics, column):
+    """SPEC 12's ``sharpe`` of the first ``count`` returns (entry order) into
+    ``metrics[column]``: ``mean = total / count`` (``total``: their
+    left-to-right sum, kept by the run as it goes) over the sample std; NaN
+    (null) below 2 trades or when the std is at most ``1e-12 * max(1,
+    |mean|)``. Also the central moments ``M_RET_*`` (the deflated Sharpe
+    ratio's, of whichever point turns out best)."""
+    metrics[column] = np.nan
+    metrics[M_RET_M2] = metrics[M_RET_M3] = metrics[M_RET_M4] = np.nan
     if count < 2:
-        return np.nan
+        return
     mean = total / count
-    std = np.sqrt(_squares_nb(rets, count, mean) / (count - 1))
-    if std <= 1e-12 * max(1.0, abs(mean)):
-        return np.nan
-    return mean / std
+    s2, s3, s4 = _central_sums_nb(rets, count, mean)
+    metrics[M_RET_M2], metrics[M_RET_M3], metrics[M_RET_M4] = s2 / count, s3 / count, s4 / count
+    std = np.sqrt(s2 / (count - 1))
+    if not std <= 1e-12 * max(1.0, abs(mean)):
+        metrics[column] = mean / std
 
 
 # SPEC 12 fixes the mean's summation order (left to right), not the order of
-# the squared deviations: reassociation lets this sum vectorize (a chain of
-# dependent adds cost ~10 % of a SPEC 2 sweep on data set A). Returns are
-# finite (prices are validated), so "no NaN" holds.
+# the sums of powers of the deviations: reassociation lets them vectorize (a
+# chain of dependent adds cost ~10 % of a SPEC 2 sweep on data set A).
+# Returns are finite (prices are validated), so "no NaN" holds.
 @nb.njit(cache=True, nogil=True, fastmath={"nnan", "nsz", "reassoc", "arcp", "contract"})
-def _squares_nb(rets, count, mean):
-    squares = 0.0
+def _central_sums_nb(rets, count, mean):
+    s2 = 0.0
+    s3 = 0.0
+    s4 = 0.0
     for k in range(count):
         d = rets[k] - mean
-        squares += d * d
-    return squares
+        d2 = d * d
+        s2 += d2
+        s3 += d2 * d
+        s4 += d2 * d2
+    return s2, s3, s4
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -356,7 +369,7 @@ def capital_run_nb(calls, sel, x, tp_mult, sl_mult, be_mult,
     metrics[CAP_PROFIT_FACTOR] = pos_sum / -neg_sum if neg_sum != 0.0 else np.nan
     metrics[CAP_MAX_DRAWDOWN] = max_dd
     metrics[CAP_AVG_HOLD_MIN] = hold_min / trades if trades > 0 else 0.0
-    metrics[CAP_SHARPE] = sharpe_nb(rets, trades, ret_sum)
+    sharpe_nb(rets, trades, ret_sum, metrics, CAP_SHARPE)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -413,4 +426,4 @@ def per_trade_run_nb(calls, sel, x, tp_mult, sl_mult, be_mult,
     metrics[PT_AVG_R] = total_r / trades if trades > 0 else 0.0
     metrics[PT_TOTAL_R] = total_r
     metrics[PT_AVG_HOLD_MIN] = hold_min / trades if trades > 0 else 0.0
-    metrics[PT_SHARPE] = sharpe_nb(rets, trades, total)
+    sharpe_nb(rets, trades, total, metrics, PT_SHARPE)

@@ -30,7 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from bench_core import BIG_GRID  # noqa: E402
-from bench_spec9 import Daemon, Figure, emit, prepare, spread  # noqa: E402
+from bench_spec9 import Daemon, Figure, emit, prepare, repeat_runs  # noqa: E402
 from gen_b import gen_b_dataset  # noqa: E402
 
 from worker._data.synthetic import synthetic_dataset  # noqa: E402
@@ -120,15 +120,8 @@ def main() -> int:
         gc.collect()
         print(f"A, B: {calls:,} calls x 2,880 candles (bench_spec9's data sets); "
               f"baseline {args.baseline} from git archive")
-        all_figs = []
-        for run in range(args.runs):
-            print(f"-- run {run + 1} of {args.runs} (load average {os.getloadavg()[0]:.1f})")
-            figs: list[Figure] = []
-            for d in (a, b):
-                bench_dataset(d, base_root, args.baseline, tmp, args, figs)
-            all_figs.append(figs)
-        if args.runs > 1:
-            spread(all_figs)
+        repeat_runs(args.runs, lambda figs: [
+            bench_dataset(d, base_root, args.baseline, tmp, args, figs) for d in (a, b)])
     return 0
 
 

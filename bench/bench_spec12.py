@@ -24,7 +24,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from bench_core import BIG_GRID  # noqa: E402
-from bench_spec9 import Daemon, Figure, emit, prepare, spread  # noqa: E402
+from bench_spec9 import Daemon, Figure, emit, prepare, repeat_runs  # noqa: E402
 from bench_spec11 import alternate  # noqa: E402
 from gen_b import gen_b_dataset  # noqa: E402
 
@@ -78,15 +78,8 @@ def main() -> int:
         gc.collect()
         print(f"A, B: {calls:,} calls x 2,880 candles (bench_spec9's data sets); "
               f"grid: bench_core.BIG_GRID (4,000 points)")
-        all_figs = []
-        for run in range(args.runs):
-            print(f"-- run {run + 1} of {args.runs} (load average {os.getloadavg()[0]:.1f})")
-            figs: list[Figure] = []
-            bench_dataset(b, tmp, args, figs, span)
-            bench_dataset(a, tmp, args, figs, _span_days(a))
-            all_figs.append(figs)
-        if args.runs > 1:
-            spread(all_figs)
+        repeat_runs(args.runs, lambda figs: (bench_dataset(b, tmp, args, figs, span),
+                                             bench_dataset(a, tmp, args, figs, _span_days(a))))
     return 0
 
 

@@ -337,6 +337,18 @@ def spread(all_figs: list[list[Figure]]) -> None:
               f"{f.unit:<4} | {ratio} | {f.target:<17} | {verdict}", flush=True)
 
 
+def repeat_runs(runs: int, one_run) -> None:
+    """``one_run(figs)`` ``runs`` times, then the spread when more than once."""
+    all_figs = []
+    for run in range(runs):
+        print(f"-- run {run + 1} of {runs} (load average {os.getloadavg()[0]:.1f})", flush=True)
+        figs: list[Figure] = []
+        one_run(figs)
+        all_figs.append(figs)
+    if runs > 1:
+        spread(all_figs)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="2,000 calls, fewer repetitions (< 1 min)")

@@ -163,7 +163,7 @@ def _entry_key(p: Params) -> tuple[int, float, int]:
 
 def single_levels(p: Params, config: SimulatorConfig) -> GridLevels:
     hold = p.max_hold_hrs if p.max_hold_hrs is not None else config.max_trade_horizon_hrs
-    dims = {f"{name}": [getattr(p, name)] for name in EXTENDED}
+    dims = {name: [getattr(p, name)] for name in EXTENDED}
     return grid_levels(ParamGrid(tp_mults=[p.tp_mult], sl_mults=[p.sl_mult],
                                  max_hold_hrs=[hold], **dims), config)
 

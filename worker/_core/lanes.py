@@ -9,7 +9,7 @@ or fill gaps at the open). Feasibility stays the request's own.
 from __future__ import annotations
 
 from collections.abc import Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -35,7 +35,6 @@ class Robustness:
     lane_objective: np.ndarray | None = None     # [L, P], NaN: null
     maximin: np.ndarray | None = None            # [P]
     worst_lane: np.ndarray | None = None         # [P] lane index
-    _none: dict = field(default_factory=dict)
 
     def ranking_values(self, study: Study, metrics: np.ndarray) -> np.ndarray:
         """What ``rank_by`` ranks the points by (feasibility stays the objective's)."""

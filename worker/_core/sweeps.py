@@ -54,9 +54,6 @@ from .layouts import (
     CFG_SLIPPAGE_BPS,
     CFG_TAKER_FEE_BPS,
     ENTERED,
-    M_RET_M2,
-    M_RET_M3,
-    M_RET_M4,
     MAX_POSITIONS,
     N_SPEC2_HITS,
     NO_ENTRY,
@@ -80,13 +77,14 @@ from .layouts import (
     REC_SIZE,
     REC_STATUS,
 )
+from .moments import sharpe_nb
 
 # Numba's on-disk cache keys a kernel on its own file's content only, not on
 # the constants and inlined kernels it takes from layouts.py and kernels.py. This digest of
 # them is part of this file, so when they change, this file changes and its
 # kernels recompile (tests/test_layouts.py keeps it equal; a stale cache
 # would give old numbers).
-DEPENDS_ON_DIGEST = "b73ca9107fd240c7"
+DEPENDS_ON_DIGEST = "de2384a51eaf2adb"
 
 
 def _call_exit_nb(calls, i, x, entry_px, tp_mult, sl_mult, be_mult, sl_first, gap_open):
@@ -164,44 +162,6 @@ def _risk_cap_overload(x, i, max_risk, risk_cap):
 @nb.njit(cache=True, nogil=True, inline="always")
 def _held_min_nb(calls, i, exit_t):
     return (exit_t - np.int64(calls[CALL_ENTRY_TS, i])) / 60_000.0
-
-
-@nb.njit(cache=True, nogil=True)
-def sharpe_nb(rets, count, total, metrics, column):
-    """SPEC 12's ``sharpe`` of the first ``count`` returns (entry order) into
-    ``metrics[column]``: ``mean = total / count`` (``total``: their
-    left-to-right sum, kept by the run as it goes) over the sample std; NaN
-    (null) below 2 trades or when the std is at most ``1e-12 * max(1,
-    |mean|)``. Also the central moments ``M_RET_*`` (the deflated Sharpe
-    ratio's, of whichever point turns out best)."""
-    metrics[column] = np.nan
-    metrics[M_RET_M2] = metrics[M_RET_M3] = metrics[M_RET_M4] = np.nan
-    if count < 2:
-        return
-    mean = total / count
-    s2, s3, s4 = _central_sums_nb(rets, count, mean)
-    metrics[M_RET_M2], metrics[M_RET_M3], metrics[M_RET_M4] = s2 / count, s3 / count, s4 / count
-    std = np.sqrt(s2 / (count - 1))
-    if not std <= 1e-12 * max(1.0, abs(mean)):
-        metrics[column] = mean / std
-
-
-# SPEC 12 fixes the mean's summation order (left to right), not the order of
-# the sums of powers of the deviations: reassociation lets them vectorize (a
-# chain of dependent adds cost ~10 % of a SPEC 2 sweep on data set A).
-# Returns are finite (prices are validated), so "no NaN" holds.
-@nb.njit(cache=True, nogil=True, fastmath={"nnan", "nsz", "reassoc", "arcp", "contract"})
-def _central_sums_nb(rets, count, mean):
-    s2 = 0.0
-    s3 = 0.0
-    s4 = 0.0
-    for k in range(count):
-        d = rets[k] - mean
-        d2 = d * d
-        s2 += d2
-        s3 += d2 * d
-        s4 += d2 * d2
-    return s2, s3, s4
 
 
 @nb.njit(cache=True, nogil=True, inline="always")

@@ -45,13 +45,9 @@ from .._core.jobs import Flow, recorded
 from .._core.optimize import Study, make_study, optimize_flow, simulate, unknown_callers
 from .._core.validate import grid_size
 from .._core.walkforward import walk_forward_flow
-from .._data.files import (
-    check_regular_file,
-    dataset_from_files,
-    estimated_bytes,
-    parquet_rows,
-)
+from .._data.files import dataset_from_files
 from .._data.loaders import dataset_from_columnar, dataset_from_rows
+from .._data.precheck import check_regular_file, estimated_bytes, parquet_rows
 from .._errors import InvalidParams
 from .._pool.evaluator import PoolEvaluator
 from .._pool.shm import SharedDataset, share_dataset

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple, Protocol
 
@@ -28,12 +27,18 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from .._core.dataset import CandleColumns, Dataset, KeyColumn, build_dataset, check_options
+from .._core.dataset import (
+    CandleColumns,
+    Dataset,
+    KeyColumn,
+    build_dataset,
+    check_options,
+)
 from .._errors import InvalidParams
 from .loaders import CANDLE_COLUMNS, PRICES
+from .precheck import check_regular_file
 
-__all__ = ["dataset_from_files", "write_dataset_files", "estimated_bytes", "check_regular_file",
-           "parquet_rows"]
+__all__ = ["dataset_from_files", "write_dataset_files"]
 
 
 
@@ -339,25 +344,6 @@ def write_dataset_files(ds: Dataset, calls_path: str, candles_path: str) -> None
                            column_encoding={"ts_ms": "DELTA_BINARY_PACKED"})
 
 
-def check_regular_file(path: object, param: str) -> None:
-    """``path`` names a regular file (after links), checked by ``stat``
-    before anything opens it: opening a FIFO blocks until a writer comes."""
-    if not isinstance(path, str) or not path:
-        raise InvalidParams("must be a file path", path=param)
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        raise InvalidParams(f"{path}: no such file", path=param) from None
-    except (OSError, ValueError) as exc:
-        raise InvalidParams(f"{path}: cannot read: "
-                            f"{getattr(exc, 'strerror', None) or 'invalid path'}",
-                            path=param) from None
-    if not stat.S_ISREG(mode):
-        kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
-                else "a socket" if stat.S_ISSOCK(mode) else "a device")
-        raise InvalidParams(f"{path}: is {kind}, not a regular file", path=param)
-
-
 def _arrow_reason(exc: BaseException) -> str:
     """What went wrong reading a file, without the file's text: pyarrow
     quotes the offending line in many messages (module doc)."""
@@ -374,28 +360,3 @@ def _arrow_reason(exc: BaseException) -> str:
         first = re.split(r"[.:\n]", text, maxsplit=1)[0]
         return re.sub(r"['\"].*?['\"]", "...", first)[:120]
     return f"not a readable table ({type(exc).__name__})"
-
-
-def parquet_rows(path: str) -> int | None:
-    """Rows of a Parquet file from its metadata (None: not Parquet, or
-    unreadable; the loader reports that with its own message)."""
-    if not str(path).endswith((".parquet", ".pq")) or not os.path.isfile(path):
-        return None
-    try:
-        return pq.ParquetFile(path).metadata.num_rows
-    except (OSError, pa.ArrowException):
-        return None
-
-
-def estimated_bytes(candles_path: str) -> int:
-    """Bytes a candles file will take once loaded, from Parquet metadata
-    (0 when unknown, e.g. CSV: then the built dataset is checked instead).
-    Opens the file: run it off the event loop, on a path that passed
-    ``check_regular_file``."""
-    if not str(candles_path).endswith((".parquet", ".pq")) or not os.path.isfile(candles_path):
-        return 0
-    try:
-        rows = pq.ParquetFile(candles_path).metadata.num_rows
-    except (OSError, pa.ArrowException):
-        return 0  # the loader reports the unreadable file with its own message
-    return rows * 6 * 8  # ts + open, high, low, close, volume

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import math
 import os
 import sys
 import tempfile
@@ -35,9 +36,11 @@ FOLDS = {"scheme": "rolling", "train_days": 20, "test_days": 5}
 
 def bench_dataset(d, tmp: str, args, figs: list[Figure], span_days: float) -> None:
     daemon = Daemon(tmp, f"{d.name}-spec12")
-    scale = span_days / 60.0           # folds in days scale with the data's span
-    folds = {**FOLDS, "train_days": FOLDS["train_days"] * scale,
-             "test_days": FOLDS["test_days"] * scale}
+    # Folds in days scale with the calls' span; the train window takes what is
+    # left after 8 test windows (~20 days of 60), so there are exactly 8 folds.
+    test = FOLDS["test_days"] * span_days / 60.0
+    folds = {**FOLDS, "test_days": test,
+             "train_days": math.floor((span_days - 8 * test) * 1000) / 1000}
     try:
         calls, candles = d.files["worker"]
         daemon.call("loadDataset", {"dataset_id": "d", "calls_path": calls, "candles_path": candles})
@@ -78,7 +81,7 @@ def main() -> int:
         gc.collect()
         print(f"A, B: {calls:,} calls x 2,880 candles (bench_spec9's data sets); "
               f"grid: bench_core.BIG_GRID (4,000 points)")
-        repeat_runs(args.runs, lambda figs: (bench_dataset(b, tmp, args, figs, span),
+        repeat_runs(args.runs, lambda figs: (bench_dataset(b, tmp, args, figs, _span_days(b)),
                                              bench_dataset(a, tmp, args, figs, _span_days(a))))
     return 0
 

@@ -307,3 +307,26 @@ constraints11 = st.fixed_dictionaries({}, optional={
     "min_win_rate": st.sampled_from([0.0, 0.5, 1.0]),
     "max_drawdown": st.sampled_from([0.01, 0.05, 0.5]),
 })
+
+
+# ------------------------------------------------------------ SPEC 12 requests
+
+lane = st.fixed_dictionaries({"name": st.sampled_from(["a", "b", "c"])}, optional={
+    "taker_fee_bps": st.sampled_from([0.0, 50.0, 150.0]),
+    "slippage_bps": st.sampled_from([0.0, 150.0]),
+    "entry_delay_candles": st.integers(0, 3),
+    "gap_fill": st.sampled_from(["level", "open"]),
+})
+stress = st.none() | st.sampled_from(["basic", "full", "adversarial"]) | st.lists(
+    lane, min_size=1, max_size=3, unique_by=lambda d: d["name"])
+plateau = st.none() | st.fixed_dictionaries({}, optional={
+    "radius": st.integers(0, 2), "stat": st.sampled_from(["mean", "min"])})
+
+
+@st.composite
+def robust_requests(draw):
+    """SPEC 12's optional keys of an optimize or walkForward request."""
+    lanes = draw(stress)
+    rank_by = draw(st.sampled_from([None, "objective", "plateau"]
+                                   + (["maximin"] if lanes is not None else [])))
+    return {"stress": lanes, "plateau": draw(plateau), "rank_by": rank_by}

@@ -58,8 +58,11 @@ def walk_forward(calls, series, series_key, grid, config, folds=None, pbo=None, 
     res = _walk_forward(build(calls, series, series_key), grid, config=config, folds=folds,
                         pbo=pbo, include_all=True, top_k=1_000_000, **kw)
     out = plain(res)
+    extras = ("plateau", "lanes", "worst_lane", "maximin")  # SPEC 12, when asked
     points = [{"index": p.index, "params": plain(p.params), "metrics": plain(p.metrics),
-               "feasible": p.feasible, "rank": p.rank} for p in res.full.all_results]
+               "feasible": p.feasible, "rank": p.rank,
+               **{k: v for k, v in plain(p).items() if k in extras}}
+              for p in res.full.all_results]
     best = None if res.full.best_params is None else next(
         p["index"] for p in points if p["rank"] == 1)
     out["full"] = {"points": points, "best": best, "deflated_sharpe": res.full.deflated_sharpe}

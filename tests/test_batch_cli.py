@@ -346,8 +346,8 @@ WF_GRID = {"tp_mults": [1.5, 2, 3], "sl_mults": [0.85, 0.9], "max_hold_hrs": [6,
     ("scheme: rolling\n  train_days: 6\n  test_days: 4", "scheme: cpcv\n  n_groups: 4\n"
      "  n_test_groups: 4", 11, "$.folds.n_test_groups", "less than n_groups (4)"),
     ("{blocks: 8}", "{blocks: 7}", 12, "$.pbo.blocks", "even"),
-    ("output: out", "stress: basic\noutput: out", 13, "$.stress",
-     "not supported by run: walk_forward"),
+    ("output: out", "stress: [{name: a}, {name: a}]\noutput: out", 13, "$.stress[1].name",
+     "duplicate lane name"),
     ("output: out", "rank_by: maximin\noutput: out", 13, "$.rank_by", "needs stress lanes"),
     ("output: out", "plateau: {radius: -1}\noutput: out", 13, "$.plateau.radius", ">= 0"),
 ])

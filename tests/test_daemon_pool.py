@@ -178,7 +178,7 @@ def test_without_a_pool_large_work_runs_in_spans_and_cancels(files):
         d.kill()
 
 
-def test_walk_forward_and_stress_lanes_on_the_pool_equal_the_library(daemon, files):
+def test_walk_forward_and_stress_lanes_on_the_pool_equal_the_library(daemon, files, tmp_path):
     """SPEC 12 through the pool: walkForward (every fold's train and test set,
     the PBO blocks and the full data as the groups of one job) and optimize
     with stress lanes and a plateau answer exactly what the library does
@@ -199,6 +199,22 @@ def test_walk_forward_and_stress_lanes_on_the_pool_equal_the_library(daemon, fil
     assert got == json.loads(msgspec.json.encode(want))
     assert len(got["folds"]) == 6 and got["pbo"] is not None and got["stitched"] is None
     assert all(f["n_train"] + f["n_test"] + f["n_purged"] == 2_000 for f in got["folds"])
+
+    # Stress lanes choose each fold's point (rank_by maximin on its train
+    # calls); a checkpointed request ends with the walk-forward run directory.
+    run_dir = tmp_path / "ckpt" / "wf"
+    wf = {"param_grid": grid, "folds": {"scheme": "rolling", "train_days": 10,
+                                        "test_days": 5},
+          "stress": "basic", "rank_by": "maximin", "run_id": "wf",
+          "checkpoint_dir": str(tmp_path / "ckpt")}
+    got = daemon.client.result("walkForward", {"dataset_id": "big", **wf})
+    want = worker.walk_forward(ds, grid, folds=wf["folds"], stress="basic", rank_by="maximin")
+    assert got == json.loads(msgspec.json.encode(want))
+    assert got["stitched"] is not None and set(got["full"]["top"][0]["lanes"]) == {
+        "baseline", "worse"}
+    assert json.loads((run_dir / "result.json").read_text()) == got
+    assert (run_dir / "folds.csv").read_text().count("\n") == len(got["folds"]) + 1
+    assert "Robustness" in (run_dir / "summary.md").read_text()
 
     stressed = {"param_grid": grid, "stress": "full", "rank_by": "maximin", "top_k": 3}
     got = daemon.client.result("optimize", {"dataset_id": "big", **stressed})

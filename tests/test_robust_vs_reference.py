@@ -11,38 +11,26 @@ from hypothesis import strategies as st
 
 from tests._checks import constraints_for
 from tests._compare import assert_close, build, plain
-from tests._strategies import configs, constraints, datasets, grids, grids11
+from tests._strategies import (
+    configs,
+    constraints,
+    datasets,
+    grids,
+    grids11,
+    robust_requests,
+)
 from tests.reference.robust import robust_optimize
 from worker import optimize
 
 PROPERTY = settings(max_examples=120, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
 
-lane = st.fixed_dictionaries({"name": st.sampled_from(["a", "b", "c"])}, optional={
-    "taker_fee_bps": st.sampled_from([0.0, 50.0, 150.0]),
-    "slippage_bps": st.sampled_from([0.0, 150.0]),
-    "entry_delay_candles": st.integers(0, 3),
-    "gap_fill": st.sampled_from(["level", "open"]),
-})
-stress = st.none() | st.sampled_from(["basic", "full", "adversarial"]) | st.lists(
-    lane, min_size=1, max_size=3, unique_by=lambda d: d["name"])
-plateau = st.none() | st.fixed_dictionaries({}, optional={
-    "radius": st.integers(0, 2), "stat": st.sampled_from(["mean", "min"])})
-
-
-@st.composite
-def requests(draw):
-    lanes = draw(stress)
-    rank_by = draw(st.sampled_from([None, "objective", "plateau"]
-                                   + (["maximin"] if lanes is not None else [])))
-    return {"stress": lanes, "plateau": draw(plateau), "rank_by": rank_by}
-
 
 @PROPERTY
 @given(data=datasets(), grid=st.one_of(grids, grids11(max_dims=2)), config=configs,
        mode=st.sampled_from(["capital", "per_trade"]), cons=constraints,
        minimize=st.booleans(), objective=st.sampled_from([None, "sharpe", "win_rate"]),
-       robust=requests())
+       robust=robust_requests())
 def test_robust_optimize_matches_reference(data, grid, config, mode, cons, minimize,
                                            objective, robust):
     calls, series, key = data

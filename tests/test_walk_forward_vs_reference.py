@@ -1,7 +1,8 @@
 """Property tests for ``walkForward`` (SPEC 12): folds (windows, purge and
 embargo, the chosen point, its train and test metrics, test rank, Spearman),
 the aggregates, the stitched out-of-sample run with its equity curve, the
-probability of backtest overfitting and the full-data optimize agree with the
+probability of backtest overfitting and the full-data optimize (with plateaus
+and stress lanes, the train choice under ``rank_by``) agree with the
 plain-loop reference (``tests/reference/robust.py``) to 1e-9, on random data
 (``_strategies``; alerts a few minutes apart, so folds are fractions of a day)."""
 
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 
 from tests._checks import constraints_for
 from tests._compare import assert_close, build, plain
-from tests._strategies import configs, constraints, datasets, grids, grids11
+from tests._strategies import configs, constraints, datasets, grids, grids11, robust_requests
 from tests.reference.robust import walk_forward as ref_walk_forward
 from worker import InvalidParams, walk_forward
 
@@ -49,14 +50,14 @@ def _metrics(m):
        mode=st.sampled_from(["capital", "per_trade"]), cons=constraints, minimize=st.booleans(),
        objective=st.sampled_from([None, "sharpe", "win_rate"]),
        folds=st.one_of(rolling, cpcv()), blocks=st.none() | st.sampled_from([2, 4]),
-       rank_by=st.sampled_from([None, "plateau"]))
+       robust=st.one_of(st.fixed_dictionaries({"rank_by": st.sampled_from([None, "plateau"])}),
+                        robust_requests()))
 def test_walk_forward_matches_reference(data, grid, config, mode, cons, minimize, objective,
-                                        folds, blocks, rank_by):
+                                        folds, blocks, robust):
     calls, series, key = data
     cons = constraints_for(mode, cons)
     pbo = None if blocks is None else {"blocks": blocks}
-    kw = dict(mode=mode, objective=objective, minimize=minimize, constraints=cons,
-              rank_by=rank_by)
+    kw = dict(mode=mode, objective=objective, minimize=minimize, constraints=cons, **robust)
     try:
         ours = walk_forward(build(calls, series, key), grid, config=config, folds=folds, pbo=pbo,
                             include_all=True, top_k=1_000, **kw)
@@ -74,4 +75,8 @@ def test_walk_forward_matches_reference(data, grid, config, mode, cons, minimize
                  {"metrics": _metrics(stitched["metrics"]), "equity": stitched["equity"]})
     full = theirs["full"]
     assert [p.rank for p in ours.full.all_results] == [p["rank"] for p in full["points"]]
+    extras = ("plateau", "lanes", "worst_lane", "maximin")
+    assert_close([{k: v for k, v in plain(p).items() if k in extras}
+                  for p in ours.full.all_results],
+                 [{k: p[k] for k in extras if k in p} for p in full["points"]])
     assert_close(ours.full.deflated_sharpe, full["deflated_sharpe"])

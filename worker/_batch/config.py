@@ -83,8 +83,8 @@ class RunConfig(msgspec.Struct, **_STRICT):
     workers: Annotated[int, msgspec.Meta(ge=0)] = 0
     report: ReportConfig = msgspec.field(default_factory=ReportConfig)
     # SPEC 12. ``folds`` (required) and ``pbo``: walk_forward only; ``plateau``,
-    # ``rank_by``: optimize and walk_forward (its train choice); ``stress``:
-    # optimize only (the engine's walkForward refuses it for now).
+    # ``rank_by``, ``stress``: optimize and walk_forward (the train choice and
+    # the full-data optimize).
     folds: FoldsSpec | None = None
     pbo: PboSpec | None = None
     plateau: Plateau | None = None
@@ -161,8 +161,6 @@ def robust_error(cfg: RunConfig) -> tuple[str, str] | None:
     for key in ("folds", "pbo"):
         if not wf and getattr(cfg, key) is not None:
             return f"{key} is for run: walk_forward (this run is {cfg.run})", f"$.{key}"
-    if wf and cfg.stress is not None:
-        return "stress is not supported by run: walk_forward yet; use run: optimize", "$.stress"
     if isinstance(cfg.stress, list):
         seen: dict[str, int] = {}
         for i, lane in enumerate(cfg.stress):

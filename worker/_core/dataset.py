@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -88,6 +89,14 @@ class Dataset:
     @property
     def n_candles(self) -> int:
         return int(self.ts_ms.shape[0])
+
+    @cached_property
+    def base_interval_ms(self) -> int:
+        """SPEC 12's base interval ``I`` (``folds.base_interval_ms``), computed
+        once: the dataset never changes."""
+        from .folds import base_interval_ms  # folds sits beside this module, above it
+
+        return base_interval_ms(self.ts_ms, self.series_offsets)
 
     @property
     def dropped_count(self) -> int:

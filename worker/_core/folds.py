@@ -61,6 +61,15 @@ def base_interval_ms(ts_ms: np.ndarray, series_offsets: np.ndarray) -> int:
     gaps = gaps[keep]
     if gaps.size == 0:
         return 0
+    # Candles are nearly always evenly spaced: guess the mode from a sample and
+    # keep it only if it is a strict majority, which makes it the one mode
+    # (exact); otherwise the full sort below. A sort of 28.8M gaps costs
+    # ~0.6 s, the guess and its check ~40 ms.
+    sample = gaps[::max(1, gaps.size // 4096)]
+    values, counts = np.unique(sample, return_counts=True)
+    guess = values[np.argmax(counts)]
+    if 2 * int(np.count_nonzero(gaps == guess)) > gaps.size:
+        return int(guess)
     values, counts = np.unique(gaps, return_counts=True)  # ascending values
     return int(values[np.argmax(counts)])  # argmax: the first (smallest) on a tie
 

@@ -67,10 +67,43 @@ def robustness_flow(study: Study, levels: GridLevels, metrics: np.ndarray,
     """Plateau values and stress lanes for the grid whose metrics are given:
     one group of ``positions`` (default the study's calls), or one per caller
     code in ``group_codes`` (rows ``g * P + p``, as the job that made them)."""
+    positions = study.positions if positions is None else positions
+    lanes = yield from lane_objectives_flow(study, levels, metrics, positions,
+                                            group_codes=group_codes)
+    return robustness(study, levels, metrics, lanes)
+
+
+def lane_objectives_flow(study: Study, levels: GridLevels, metrics: np.ndarray,
+                         positions: np.ndarray, *, group_codes: np.ndarray | None = None,
+                         groups: tuple[np.ndarray, ...] | None = None,
+                         ) -> Generator[GridJob, Any, np.ndarray | None]:
+    """Every stress lane's objective ``[L, rows]`` over the rows of
+    ``metrics`` (the request's own run, grouped as ``group_codes`` or
+    ``groups`` group it): one ``GridJob`` per lane, the baseline lane read
+    from ``metrics``. None without lanes."""
+    if not study.lanes:
+        return None
+    col = study.column(study.objective)
+    lane_objective = np.empty((len(study.lanes), metrics.shape[0]))
+    for k, lane in enumerate(study.lanes):
+        if lane_is_baseline(lane):  # the request's own run: its numbers, not a rerun
+            lane_objective[k] = metrics[:, col]
+            continue
+        config = lane_config(study, lane)
+        lane_levels = grid_levels(lane_grid(study.grid, lane), config)
+        lane_metrics, _, _ = yield GridJob(lane_levels, positions, group_codes, config,
+                                           study.mode, groups=groups)
+        lane_objective[k] = lane_metrics[:, col]
+    return lane_objective
+
+
+def robustness(study: Study, levels: GridLevels, metrics: np.ndarray,
+               lane_objective: np.ndarray | None) -> Robustness:
+    """Plateau values (per group of ``levels.n_points`` rows) and the lanes'
+    maximin from ``lane_objective`` (``lane_objectives_flow``)."""
     from .optimize import feasible_mask  # the flow's own module: no cycle at import
 
-    col = study.column(study.objective)
-    objective = metrics[:, col]
+    objective = metrics[:, study.column(study.objective)]
     feasible = feasible_mask(study, metrics)
     n = levels.n_points
     plateau = None
@@ -80,19 +113,8 @@ def robustness_flow(study: Study, levels: GridLevels, metrics: np.ndarray,
             plateau_values(lattice, objective[g:g + n], feasible[g:g + n], study.plateau.radius,
                            study.plateau.stat, study.minimize)
             for g in range(0, objective.size, n)]) if objective.size else objective.copy()
-    if not study.lanes:
+    if lane_objective is None:
         return Robustness(plateau=plateau)
-    positions = study.positions if positions is None else positions
-    lane_objective = np.empty((len(study.lanes), objective.size))
-    for k, lane in enumerate(study.lanes):
-        if lane_is_baseline(lane):  # the request's own run: its numbers, not a rerun
-            lane_objective[k] = objective
-            continue
-        config = lane_config(study, lane)
-        lane_levels = grid_levels(lane_grid(study.grid, lane), config)
-        lane_metrics, _, _ = yield GridJob(lane_levels, positions, group_codes, config,
-                                           study.mode)
-        lane_objective[k] = lane_metrics[:, col]
     worst_value, worst_lane = maximin(lane_objective, study.minimize)
     return Robustness(plateau=plateau, lane_names=tuple(lane.name for lane in study.lanes),
                       lane_objective=lane_objective, maximin=worst_value,

@@ -4,8 +4,10 @@ overfitting and the full-data optimize of the same grid, evaluated as **one**
 block and all the calls: the candles are scanned once per request, and each
 group is a sweep over the calls it owns (``jobs.GridJob.groups``).
 
-Then per fold: the train rows choose a point (``optimize.best_of``, under
-``rank_by: "plateau"`` when asked), the test rows rank every point; the
+Stress lanes are one more job per lane over every fold's train calls and all
+the calls. Then per fold: the train rows choose a point (``optimize.best_of``,
+under ``rank_by`` when asked: its plateau or its lanes' maximin on the train
+calls), the test rows rank every point; the
 aggregates, the stitched out-of-sample run (``stitched_run``) and the PBO
 statistics follow (``robust``, ``folds``).
 """
@@ -33,7 +35,6 @@ from .cscv import pbo
 from .dataset import Dataset
 from .engine import config_array, grid_levels, max_open, prepare, run_one, single_levels
 from .folds import (
-    base_interval_ms,
     block_edges,
     default_embargo_ms,
     embargo_ms,
@@ -42,7 +43,7 @@ from .folds import (
     window_days,
 )
 from .jobs import Flow, GridJob
-from .lanes import robustness_flow
+from .lanes import Robustness, lane_objectives_flow, robustness
 from .layouts import (
     CALL_ALERT_TS,
     ENTERED,
@@ -71,9 +72,6 @@ def walk_forward_flow(ds: Dataset, grid: Any = None, *, folds: Any, pbo_spec: An
                       **study_args: Any) -> Flow[WalkForwardResult]:
     """SPEC 12: folds, aggregates, stitched run, PBO and the full optimize."""
     study = make_study(ds, grid=grid, **study_args)
-    if study.lanes is not None:
-        raise InvalidParams("stress is not supported by walkForward yet; use optimize",
-                            path="$.stress")
     spec = v.convert(folds, FoldsSpec, "$.folds")
     pbo_req = None if pbo_spec is None else v.convert(pbo_spec, PboSpec, "$.pbo")
     levels = grid_levels(study.grid, study.config)
@@ -97,16 +95,23 @@ def walk_forward_flow(ds: Dataset, grid: Any = None, *, folds: Any, pbo_spec: An
     n = levels.n_points
     rows = [slice(g * n, (g + 1) * n) for g in range(len(groups) + len(blocks) + 1)]
     arrays = (metrics, exits, skipped)
+    # Stress lanes: every fold's train calls and all the calls, one job per lane.
+    lanes = yield from lane_objectives_flow(
+        study, levels, np.concatenate([metrics[r] for r in [*rows[:2 * len(sets):2], rows[-1]]]),
+        pos, groups=tuple([*groups[::2], pos]))
     fold_rows = []
     for k, ((train_w, test_w), (train, test, purged)) in enumerate(zip(windows, sets)):
-        fold = yield from _fold(study, levels, [a[rows[2 * k]] for a in arrays],
-                                [a[rows[2 * k + 1]] for a in arrays], int(train.sum()),
-                                int(test.sum()))
+        train_robust = robustness(study, levels, metrics[rows[2 * k]],
+                                  None if lanes is None else lanes[:, k * n:(k + 1) * n])
+        fold = _fold(study, levels, [a[rows[2 * k]] for a in arrays],
+                     [a[rows[2 * k + 1]] for a in arrays], int(train.sum()), int(test.sum()),
+                     train_robust)
         fold_rows.append(msgspec.structs.replace(
             fold, index=k, train_windows=[list(w) for w in train_w],
             test_windows=[list(w) for w in test_w], n_purged=int(purged.sum())))
     full_arrays = tuple(a[rows[-1]] for a in arrays)
-    full_robust = yield from robustness_flow(study, levels, full_arrays[0])
+    full_robust = robustness(study, levels, full_arrays[0],
+                             None if lanes is None else lanes[:, -n:])
     full = optimize_result(ds, study, levels, full_arrays, full_robust, top_k, include_all)
     col = study.column("total_return")
     return WalkForwardResult(
@@ -126,22 +131,22 @@ def _default_embargo(ds: Dataset, study: Study) -> int:
     limit = any(d > 0 for d in (g.entry_dip_pct or [0.0]))
     wait = max(g.entry_max_wait_min or [60.0]) if limit else 0.0
     delay = max(g.entry_delay_candles or [0])
-    return default_embargo_ms(max(holds), wait, delay,
-                              base_interval_ms(ds.ts_ms, ds.series_offsets))
+    return default_embargo_ms(max(holds), wait, delay, ds.base_interval_ms)
 
 
 def _blocks(pos: np.ndarray, ts: np.ndarray, edges: list[int]) -> list[np.ndarray]:
     return [pos[(ts >= a) & (ts < b)] for a, b in zip(edges[:-1], edges[1:])]
 
 
-def _fold(study: Study, levels, train, test, n_train: int, n_test: int):
-    """One fold's result (its windows and index are filled in by the caller)."""
+def _fold(study: Study, levels, train, test, n_train: int, n_test: int,
+          robust: Robustness) -> FoldResult:
+    """One fold's result (its windows and index are filled in by the caller);
+    ``robust``: the train rows' plateau and lanes, for ``rank_by``."""
     empty = FoldResult(index=0, train_windows=[], test_windows=[], n_train=n_train,
                        n_test=n_test, n_purged=0, chosen_params=None, train_metrics=None,
                        test_metrics=None, test_rank_pct=None, spearman=None)
     if n_train == 0 or n_test == 0:
         return empty
-    robust = yield from robustness_flow(study, levels, train[0])
     _, feasible, best = best_of(study, train[0], robust.ranking_values(study, train[0]))
     if best is None:
         return empty

@@ -277,11 +277,6 @@ class Worker:
             extreme_tp_above=p.extreme_tp_above, **self._study_args(p)))
 
     async def walk_forward(self, p: m.WalkForwardParams, ctx: RequestContext) -> Any:
-        if p.run_id is not None:
-            # Decision: the walk-forward run directory (folds.csv, plots) is
-            # not written yet; a checkpointed request is refused, not half-done.
-            raise InvalidParams("walkForward does not take run_id yet (no checkpointed "
-                                "walk-forward runs)", path="$.run_id")
         return await self._run(p, ctx, "walk_forward", lambda ds: walk_forward_flow(
             ds, p.param_grid, folds=p.folds, pbo_spec=p.pbo, top_k=p.top_k,
             include_all=p.include_all, **self._study_args(p)))

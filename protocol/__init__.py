@@ -1,4 +1,4 @@
-"""Wire types of the optimizer worker (SPEC sections 2-7).
+"""Wire types of the optimizer worker (SPEC sections 2-7, 12, 13).
 
 Every type is a frozen, keyword-only ``msgspec.Struct``; ``schema.json``
 beside this file is generated from them.
@@ -39,6 +39,25 @@ from ._results import (
     TradeRecord,
     WalkForwardResult,
 )
+from ._strategy import (
+    BarsInfo,
+    FailedSet,
+    LoadBarsParams,
+    OptimizeStrategyParams,
+    SignalCount,
+    SignalSets,
+    SimulateStrategyParams,
+    StrategyCapitalMetrics,
+    StrategyExitGrid,
+    StrategyMetrics,
+    StrategyPerTradeMetrics,
+    StrategyPoint,
+    StrategyFoldResult,
+    StrategyResult,
+    StrategySimulatorConfig,
+    StrategyTradeRecord,
+    SymbolResult,
+)
 
 __all__ = [
     "DEFAULT_HOLD_HRS", "DEFAULT_SL_MULTS", "DEFAULT_TP_MULTS", "EXTENDED_DEFAULTS",
@@ -48,4 +67,9 @@ __all__ = [
     "PerTradeMetrics", "Plateau", "RankBy", "RankedPoint", "SimulatorConfig", "StressLane",
     "StressPreset", "TradeRecord", "FoldsSpec", "PboSpec", "FoldAggregate", "FoldResult",
     "PboResult", "StitchedRun", "WalkForwardResult",
+    # SPEC 13
+    "BarsInfo", "FailedSet", "LoadBarsParams", "OptimizeStrategyParams", "SignalCount",
+    "SignalSets", "SimulateStrategyParams", "StrategyCapitalMetrics", "StrategyExitGrid",
+    "StrategyMetrics", "StrategyPerTradeMetrics", "StrategyPoint", "StrategyFoldResult", "StrategyResult",
+    "StrategySimulatorConfig", "StrategyTradeRecord", "SymbolResult",
 ]

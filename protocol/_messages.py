@@ -34,6 +34,14 @@ from ._results import (
     PerCallerResult,
     WalkForwardResult,
 )
+from ._strategy import (
+    BarsInfo,
+    LoadBarsParams,
+    OptimizeStrategyParams,
+    SimulateStrategyParams,
+    StrategyMetrics,
+    StrategyResult,
+)
 
 _PARAMS = dict(frozen=True, kw_only=True, forbid_unknown_fields=True)
 _RESULT = dict(frozen=True, kw_only=True)
@@ -136,12 +144,20 @@ class DropDatasetResult(msgspec.Struct, **_RESULT):
 
 
 class ListDatasetsResult(msgspec.Struct, **_RESULT):
+    """``datasets``: the calls datasets; ``bars``: what ``loadBars`` holds
+    (SPEC 13). ``bytes`` counts both."""
+
     datasets: list[DatasetInfo]
     bytes: int
     budget_bytes: int
+    bars: list[BarsInfo] = msgspec.field(default_factory=list)
 
 
 class SimulateParams(DataSource, **_PARAMS):
+    """``simulate`` of calls. With a ``strategy`` member the params are
+    ``SimulateStrategyParams`` instead (SPEC 13), and the result is
+    ``StrategyMetrics`` (trades with ``symbol`` and ``direction``)."""
+
     params: Params
     simulator_config: SimulatorConfig | None = None
     mode: Mode = "capital"
@@ -259,9 +275,19 @@ METHODS: dict[str, tuple[type, Any]] = {
     "optimizePerCaller": (OptimizeParams, PerCallerResult),
     "groupedEval": (GroupedEvalParams, GroupedResult),
     "walkForward": (WalkForwardParams, WalkForwardResult),
+    "loadBars": (LoadBarsParams, BarsInfo),
+    "optimizeStrategy": (OptimizeStrategyParams, StrategyResult),
     "cancel": (CancelParams, CancelResult),
     "stats": (Empty, StatsResult),
     "shutdown": (Empty, Empty),
+}
+
+# A method's second params shape, told apart by one member's presence:
+# method -> (member, params type, result type). The dispatcher decodes
+# METHODS' type; the daemon's handler decodes this one when the member is
+# there. The schema lists these types under $defs.
+VARIANTS: dict[str, tuple[str, type, Any]] = {
+    "simulate": ("strategy", SimulateStrategyParams, StrategyMetrics),
 }
 
 NOTIFICATIONS: dict[str, type] = {

@@ -23,7 +23,7 @@ from typing import Any
 
 import msgspec
 
-from ._messages import METHODS, NOTIFICATIONS
+from ._messages import METHODS, NOTIFICATIONS, VARIANTS
 
 __all__ = ["SCHEMA_PATH", "build_schema", "main", "normalize_description", "normalize_descriptions",
            "render_schema"]
@@ -37,7 +37,10 @@ def _types() -> list[Any]:
     """Every params and result type once, in table order (duplicates such as
     ``Empty`` or ``OptimizeParams`` share one definition)."""
     seen: list[Any] = []
-    for entry in [*METHODS.values(), *((p,) for p in NOTIFICATIONS.values())]:
+    # A method's second params shape (VARIANTS) is listed under $defs only:
+    # the method's own entry stays the dispatcher's type.
+    variants = (entry[1:] for entry in VARIANTS.values())
+    for entry in [*METHODS.values(), *((p,) for p in NOTIFICATIONS.values()), *variants]:
         for type_ in entry:
             if type_ is not None and type_ not in seen:
                 seen.append(type_)

@@ -12,6 +12,7 @@ below its own; the two packages of one level may not import each other):
     worker._data      loaders, files, the synthetic generator
     worker._run       evaluators, the driver, checkpoints, warm-up
     worker._pool | worker._report
+    worker._ray       the Ray executor (SPEC 14; ray itself is imported lazily)
     worker._daemon | worker._batch
     worker._cli, then worker.__main__
 """
@@ -31,6 +32,7 @@ LEVELS = [
     {"worker._data"},
     {"worker._run"},
     {"worker._pool", "worker._report"},
+    {"worker._ray"},
     {"worker._daemon", "worker._batch"},
     {"worker._cli"},
     {"worker.__main__"},

@@ -281,9 +281,13 @@ def test_report_columns_derive_from_the_names(sweep, mode, per_caller):
 
 # The kernels' cache depends on files numba does not look at (worker/_core/kernels.py, sweeps.py).
 _CACHE_DEPENDENCIES = {"kernels.py": ("layouts.py",), "moments.py": ("layouts.py",),
-                       "sweeps.py": ("layouts.py", "kernels.py", "book.py", "moments.py"),
+                       "exits.py": ("layouts.py", "kernels.py"),
+                       "sweeps.py": ("layouts.py", "kernels.py", "book.py", "moments.py",
+                                     "exits.py"),
                        "grid.py": ("layouts.py", "kernels.py", "book.py", "moments.py",
-                                   "sweeps.py")}
+                                   "exits.py", "sweeps.py"),
+                       "rkernels.py": ("layouts.py", "kernels.py", "book.py", "moments.py",
+                                       "exits.py", "sweeps.py")}
 
 
 @pytest.mark.parametrize("module", sorted(_CACHE_DEPENDENCIES))

@@ -23,7 +23,7 @@ from worker._core.engine import grid_levels
 from worker._core.jobs import GridJob, evaluate
 from worker._core.layouts import (CAP_FINAL_CAPITAL, CAPITAL_METRICS, EXIT_REASONS,
                                   MODE_SKIP_REASONS, N_EXITS, N_METRICS, N_SKIPS,
-                                  PER_TRADE_METRICS, SKIP_REASONS)
+                                  PER_TRADE_METRICS)
 from worker._core.optimize import feasible_mask, make_study, rank_order
 from worker._report.plots import heatmaps, hold_label
 from worker._report.report import (fmt_params, pearson, results_table, summary_markdown,
@@ -156,7 +156,8 @@ def test_optimize_table_columns_rows_and_ranks(ds):
     table, _ = table_for(ds, constraints=CONSTRAINTS)
     assert table.column_names == [
         "index", "tp_mult", "sl_mult", "max_hold_hrs", *CAPITAL_METRICS,
-        *(f"exits_{r}" for r in EXIT_REASONS), *(f"skipped_{r}" for r in SKIP_REASONS),
+        *(f"exits_{r}" for r in EXIT_REASONS),
+        *(f"skipped_{r}" for r in MODE_SKIP_REASONS["capital"]),
         "feasible", "rank", "failed"]
     assert table.num_rows == N_POINTS
     assert table.column("index").to_pylist() == list(range(N_POINTS))

@@ -7,10 +7,12 @@ import os
 import sys
 import time
 
-from ._errors import WorkerError
+from ._errors import InvalidParams, WorkerError
 
 
 def _demo(args: argparse.Namespace) -> int:
+    if args.bars is not None:
+        return _write_demo_bars(args)
     from ._data.synthetic import synthetic_dataset
     from ._run.library import optimize, optimize_per_caller
 
@@ -55,6 +57,32 @@ def _write_demo_files(ds, directory: str) -> int:
     return 0
 
 
+def _write_demo_bars(args: argparse.Namespace) -> int:
+    """SPEC 13's demo: one-minute bars of a few symbols (trending and
+    ranging regimes) as DIR/<SYMBOL>.parquet, for ``run: strategy``."""
+    from ._data.synthetic_bars import write_demo_bars
+
+    if args.symbols < 1 or not args.days > 0:
+        raise InvalidParams("demo --bars needs --symbols >= 1 and --days > 0", path="$")
+    t0 = time.perf_counter()
+    written = write_demo_bars(args.bars, symbols=args.symbols, days=args.days, seed=args.seed)
+    seconds = time.perf_counter() - t0
+    out = sys.stdout
+    total = sum(n for _, n in written)
+    out.write(f"wrote {len(written)} symbols x {args.days:g} days of one-minute bars "
+              f"({total:,} bars, seed {args.seed}) to {args.bars} in {seconds:.2f} s:\n")
+    for path, n in written:
+        out.write(f"  {path}  {n:,} bars\n")
+    example = os.path.join("examples", "bars")
+    here = os.path.normpath(os.path.abspath(args.bars))
+    out.write("\nrun the example strategy search (sweep_bos, 3 timeframes, an exit grid):\n"
+              "  optimizer-worker run examples/strategy.yaml\n")
+    if not here.endswith(os.sep + example):
+        out.write(f"(examples/strategy.yaml reads {example}/, relative to the config: "
+                  f"write the bars there, or set its `bars:` to {here})\n")
+    return 0
+
+
 def _top_table(top) -> str:
     head = (f"{'rank':>4} {'tp':>5} {'sl':>5} {'hold':>5} {'final_capital':>14} {'return':>8} "
             f"{'trades':>6} {'win_rate':>8} {'max_dd':>7} {'skipped':>7}\n")
@@ -92,7 +120,19 @@ def _serve(args: argparse.Namespace) -> int:
     from ._daemon.server import serve
     from ._daemon.settings import Settings
 
-    settings = Settings(pool_size=args.pool_size, cache_bytes=args.cache_bytes,
+    if args.executor == "ray":
+        if not args.ray_address:
+            raise InvalidParams("--executor ray needs --ray-address ADDRESS")
+        from ._ray.select import RayExecutor, use
+
+        # Large work goes to the cluster; the pool is only for what is asked.
+        use(RayExecutor(address=args.ray_address))
+        pool_size = 0 if args.pool_size is None else args.pool_size
+    else:
+        from ._daemon.settings import default_pool_size
+
+        pool_size = default_pool_size() if args.pool_size is None else args.pool_size
+    settings = Settings(pool_size=pool_size, cache_bytes=args.cache_bytes,
                         max_message_bytes=args.max_message_bytes,
                         max_grid_points=args.max_grid_points, shm_dir=args.shm_dir,
                         local_evaluations=args.local_evaluations,
@@ -128,17 +168,31 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--write-files", metavar="DIR",
                       help="write the dataset as DIR/calls.parquet and DIR/candles.parquet "
                            "instead of optimizing")
+    demo.add_argument("--bars", metavar="DIR",
+                      help="write demo price bars (SPEC 13: one-minute OHLCV, trending and "
+                           "ranging regimes) as DIR/<SYMBOL>.parquet instead, for "
+                           "examples/strategy.yaml")
+    demo.add_argument("--symbols", type=int, default=4, help="with --bars: symbols (default 4)")
+    demo.add_argument("--days", type=float, default=90,
+                      help="with --bars: days of one-minute bars per symbol (default 90)")
     demo.set_defaults(run=_demo)
     from ._daemon.logs import LEVELS
-    from ._daemon.settings import Settings, default_pool_size
+    from ._daemon.settings import Settings
 
     d = Settings()
     serve = sub.add_parser("serve", help="JSON-RPC 2.0 daemon over stdio (default) or a Unix socket")
     serve.add_argument("--socket", metavar="PATH",
                        help="listen on this Unix socket (its directory must be private to you)")
-    serve.add_argument("--pool-size", type=_positive_int, default=default_pool_size(),
+    serve.add_argument("--pool-size", type=_positive_int, default=None,
                        help="pool processes for large grids (default: one per usable CPU, "
-                            "the CPU affinity capped by the cgroup CPU quota; 0 = none)")
+                            "the CPU affinity capped by the cgroup CPU quota; 0 = none; "
+                            "with --executor ray: 0)")
+    serve.add_argument("--executor", choices=("pool", "ray"), default="pool",
+                       help="where large grids run: the local process pool (default) or a "
+                            "Ray cluster (--ray-address; needs the ray extra, docs/cluster.md)")
+    serve.add_argument("--ray-address", metavar="ADDRESS",
+                       help="with --executor ray: the cluster's address, HOST:PORT of its "
+                            "head (ray start --head), ray://HOST:PORT, or auto")
     serve.add_argument("--stall-timeout", type=_positive_number, default=d.stall_timeout_min_s,
                        metavar="SECONDS",
                        help="a pool process with no reply to a span for this long (or "

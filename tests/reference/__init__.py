@@ -34,3 +34,20 @@ __all__ += [
     "simulate_capital_each", "walk_forward", "average_ranks", "deflated_sharpe",
     "pbo_stats", "plateau_values", "sharpe", "spearman",
 ]
+
+# SPEC 13 (strategies on bars)
+from .strategy import (  # noqa: E402
+    base_interval,
+    optimize_strategy,
+    parse_timeframe,
+    rejected,
+    resample,
+    signals,
+    simulate_strategy,
+    strategy_calls,
+)
+
+__all__ += [
+    "base_interval", "optimize_strategy", "parse_timeframe", "rejected",
+    "resample", "signals", "simulate_strategy", "strategy_calls",
+]

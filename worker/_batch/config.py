@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 import yaml
@@ -20,6 +20,8 @@ from protocol import (
     Plateau,
     RankBy,
     SimulatorConfig,
+    StrategyExitGrid,
+    StrategySimulatorConfig,
     StressLane,
     StressPreset,
 )
@@ -64,9 +66,23 @@ class ReportConfig(msgspec.Struct, **_STRICT):
     heatmaps: list[Annotated[list[str], msgspec.Meta(min_length=2, max_length=2)]] | None = None
 
 
+class ExecutorConfig(msgspec.Struct, **_STRICT):
+    """Where the grid work runs (not what it computes: not fingerprinted).
+    ``kind: local``: ``workers`` (threads, or a pool of that many processes);
+    ``kind: ray``: the Ray cluster at ``address`` (SPEC 14, docs/cluster.md)."""
+
+    kind: Literal["local", "ray"] = "local"
+    address: Annotated[str, msgspec.Meta(min_length=1)] | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind == "ray" and self.address is None:
+            raise ValueError("`kind: ray` needs an `address` (HOST:PORT of the cluster's head)")
+
+
 class RunConfig(msgspec.Struct, **_STRICT):
     data: DataConfig
-    # The issue's ``kind: walk_forward`` is this key's ``walk_forward``.
+    # The issue's ``kind: walk_forward`` is this key's ``walk_forward``; ``run: strategy``
+    # configs decode as StrategyRunConfig (SPEC 13) instead.
     run: Literal["optimize", "per_caller", "grouped", "walk_forward"] = "optimize"
     mode: Mode = "capital"
     param_grid: ParamGrid = msgspec.field(default_factory=ParamGrid)
@@ -81,6 +97,7 @@ class RunConfig(msgspec.Struct, **_STRICT):
     extreme_tp_above: float = 4.0
     output: str = "runs/run"
     workers: Annotated[int, msgspec.Meta(ge=0)] = 0
+    executor: ExecutorConfig | None = None
     report: ReportConfig = msgspec.field(default_factory=ReportConfig)
     # SPEC 12. ``folds`` (required) and ``pbo``: walk_forward only; ``plateau``,
     # ``rank_by``, ``stress``: optimize and walk_forward (the train choice and
@@ -97,14 +114,140 @@ class RunConfig(msgspec.Struct, **_STRICT):
 SPEC12_KEYS = ("folds", "pbo", "plateau", "stress", "rank_by")
 
 
-def load_config(path: str | Path) -> tuple[RunConfig, str]:
+# ------------------------------------------------------------ SPEC 13: run: strategy
+
+BUILTIN_STRATEGIES = ("sma_cross", "donchian_breakout", "rsi_reversion", "sweep_bos")
+_TIMEFRAME = re.compile(r"([1-9][0-9]{0,15})([mhd])")
+_PLUGIN = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*")
+EXIT_KEYS = tuple(StrategyExitGrid.__struct_fields__)     # grid order
+
+
+class StrategyRunConfig(msgspec.Struct, **_STRICT):
+    """``run: strategy`` (the issue's ``kind: strategy``): a strategy's
+    parameters x timeframes x the exit grid over bars (SPEC 13). ``bars``: a
+    file or a directory of ``<SYMBOL>.parquet|csv`` (relative to the config
+    file); ``param_grid`` is SPEC 13's exit grid (``tp_r``, ``sl_pct``, ...)."""
+
+    run: Literal["strategy"]
+    bars: str
+    strategy: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    timeframes: Annotated[list[str], msgspec.Meta(min_length=1)]
+    # Checked by strategy_error (msgspec would name a dict's value ``[...]``).
+    strategy_grid: dict[str, Any] | None = None
+    symbols: Annotated[list[str], msgspec.Meta(min_length=1)] | None = None
+    per_symbol: bool = False
+    mode: Mode = "capital"
+    param_grid: StrategyExitGrid = msgspec.field(default_factory=StrategyExitGrid)
+    # gap_fill defaults to "open" here (SPEC 13).
+    simulator_config: StrategySimulatorConfig = msgspec.field(
+        default_factory=StrategySimulatorConfig)
+    objective: str | None = None
+    minimize: bool = False
+    constraints: Constraints = msgspec.field(default_factory=Constraints)
+    top_k: Annotated[int, msgspec.Meta(ge=0)] = 10
+    max_points: Annotated[int, msgspec.Meta(ge=1)] = 1_000_000
+    output: str = "runs/strategy"
+    workers: Annotated[int, msgspec.Meta(ge=0)] = 0
+    executor: ExecutorConfig | None = None
+    report: ReportConfig = msgspec.field(default_factory=ReportConfig)
+    plateau: Plateau | None = None
+    stress: StressPreset | Annotated[list[StressLane], msgspec.Meta(min_length=1)] | None = None
+    rank_by: RankBy | None = None
+
+    def exit_grid(self) -> dict:
+        """The exit grid as the engine takes it: the keys given, in grid order."""
+        return {k: v for k in EXIT_KEYS if (v := getattr(self.param_grid, k)) is not None}
+
+
+def _strategy_kind(text: str) -> bool:
+    """Does the YAML ask for ``run: strategy``? (Anything unreadable is left
+    to the typed decode, which reports it.)"""
+    try:
+        raw = msgspec.yaml.decode(text.encode())
+    except msgspec.DecodeError:
+        return False
+    return isinstance(raw, dict) and raw.get("run") == "strategy"
+
+
+def _load_strategy(path: Path, text: str) -> StrategyRunConfig:
+    try:
+        cfg = msgspec.yaml.decode(text.encode(), type=StrategyRunConfig)
+    except msgspec.ValidationError as exc:
+        raise _located(path, text, *split_msgspec_error(exc)) from None
+    bad = strategy_error(cfg)
+    if bad is not None:
+        raise _located(path, text, *bad)
+    base = path.parent
+    return msgspec.structs.replace(cfg, output=os.path.normpath(base / cfg.output),
+                                   bars=os.path.normpath(base / cfg.bars))
+
+
+def strategy_error(cfg: StrategyRunConfig) -> tuple[str, str] | None:
+    """(message, JSON path) of the first key of a strategy run that cannot
+    be right whatever the bars: the strategy's name, timeframes' spelling,
+    duplicates, heatmap axes, stress lanes. The values of strategy
+    parameters and the timeframes' fit to the bars are the engine's checks
+    (run before anything is written, located by the runner)."""
+    name = cfg.strategy
+    if ":" in name:
+        if not _PLUGIN.fullmatch(name):
+            return ("a plug-in strategy is \"package.module:function\"", "$.strategy")
+    elif name not in BUILTIN_STRATEGIES:
+        return (f"unknown strategy {name!r:.60}; built-ins: {', '.join(BUILTIN_STRATEGIES)} "
+                "(or a plug-in \"package.module:function\")", "$.strategy")
+    seen: dict[str, int] = {}
+    for i, tf in enumerate(cfg.timeframes):
+        m = _TIMEFRAME.fullmatch(tf)
+        if m is None:
+            return (f"not a timeframe: {tf!r:.40}; \"<n>m\", \"<n>h\" or \"<n>d\" "
+                    "(1m, 5m, 15m, 1h, 4h, 1d, ...)", f"$.timeframes[{i}]")
+        ms = int(m.group(1)) * {"m": 60_000, "h": 3_600_000, "d": 86_400_000}[m.group(2)]
+        if ms in seen:
+            return (f"the same timeframe as timeframes[{seen[ms]}]", f"$.timeframes[{i}]")
+        seen[ms] = i
+    for dim, values in (cfg.strategy_grid or {}).items():
+        where = f"$.strategy_grid.{dim}"
+        if not isinstance(values, list) or not values:
+            return "must be a non-empty list of values", where
+        for j, v in enumerate(values):
+            if isinstance(v, bool) or not isinstance(v, (int, float, str, type(None))):
+                return "must be a number, a string or null", f"{where}[{j}]"
+    for i, sym in enumerate(cfg.symbols or []):
+        if sym in (cfg.symbols or [])[:i]:
+            return f"duplicate symbol {sym!r:.40}", f"$.symbols[{i}]"
+    grids = [("strategy_grid", cfg.strategy_grid or {}),
+             ("param_grid", cfg.exit_grid())]
+    for key, grid in grids:
+        for dim, values in grid.items():
+            for j, v in enumerate(values):
+                if v in values[:j]:
+                    return f"duplicate value {v!r:.40}", f"$.{key}.{dim}[{j}]"
+    axes = set(cfg.strategy_grid or {}) | set(cfg.exit_grid()) | {"timeframe"}
+    seen_pairs = set()
+    for i, pair in enumerate(cfg.report.heatmaps or []):
+        for j, dim in enumerate(pair):
+            if dim not in axes:
+                return (f"{dim!r:.60} is not a dimension of this run's grid; one of "
+                        f"{', '.join(sorted(axes))}", f"$.report.heatmaps[{i}][{j}]")
+        if pair[0] == pair[1]:
+            return "a heatmap needs two different dimensions", f"$.report.heatmaps[{i}][1]"
+        if tuple(pair) in seen_pairs:
+            return f"the pair {pair} is given twice", f"$.report.heatmaps[{i}]"
+        seen_pairs.add(tuple(pair))
+    return _lanes_error(cfg)
+
+
+def load_config(path: str | Path) -> tuple[RunConfig | StrategyRunConfig, str]:
     """The config at ``path`` and its text; relative data paths and the
-    output directory are resolved against the config file's directory."""
+    output directory are resolved against the config file's directory.
+    ``run: strategy`` configs are a ``StrategyRunConfig`` (SPEC 13)."""
     path = Path(path)
     try:
         text = path.read_text()
     except OSError as exc:
         raise InvalidParams(f"cannot read config {path}: {exc.strerror}", path="$") from None
+    if _strategy_kind(text):
+        return _load_strategy(path, text), text
     try:
         cfg = msgspec.yaml.decode(text.encode(), type=RunConfig)
     except msgspec.ValidationError as exc:
@@ -161,6 +304,11 @@ def robust_error(cfg: RunConfig) -> tuple[str, str] | None:
     for key in ("folds", "pbo"):
         if not wf and getattr(cfg, key) is not None:
             return f"{key} is for run: walk_forward (this run is {cfg.run})", f"$.{key}"
+    return _lanes_error(cfg) or _folds_error(cfg)
+
+
+def _lanes_error(cfg) -> tuple[str, str] | None:
+    """Stress lane names once each; ``rank_by: maximin`` needs lanes."""
     if isinstance(cfg.stress, list):
         seen: dict[str, int] = {}
         for i, lane in enumerate(cfg.stress):
@@ -170,6 +318,10 @@ def robust_error(cfg: RunConfig) -> tuple[str, str] | None:
             seen[lane.name] = i
     if cfg.rank_by == "maximin" and cfg.stress is None:
         return "rank_by maximin needs stress lanes (give stress)", "$.rank_by"
+    return None
+
+
+def _folds_error(cfg: RunConfig) -> tuple[str, str] | None:
     f = cfg.folds
     if f is not None:
         rolling = f.scheme != "cpcv"

@@ -13,6 +13,9 @@ import datetime as _dt
 import math
 from typing import Any
 
+import msgspec
+import numpy as np
+
 from .._core.dataset import Dataset
 from .._core.folds import embargo_ms, fold_masks, fold_windows
 from .._core.walkforward import _default_embargo
@@ -89,3 +92,90 @@ def folds_plan(ds: Dataset, cfg: Any, study: Any, job: Any) -> tuple[list[str], 
                  f"train + test, {n_blocks} pbo blocks, the full data), the candles scanned "
                  "once")
     return lines, sum(int(g.size) for g in job.groups)
+
+
+
+# --------------------------------------------------------------- run: strategy (SPEC 13)
+
+def _values(values: list) -> str:
+    return "[" + ", ".join("null" if v is None else f"{v:g}" if isinstance(v, float) else str(v)
+                           for v in values) + "]"
+
+
+def _interval(ms: int) -> str:
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000)):
+        if ms and ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms} ms"
+
+
+def strategy_plan(cfg: Any, bars: Any, plan: Any, signal_seconds: float) -> list[str]:
+    """``--dry-run`` of a ``run: strategy`` config: the bars, the (timeframe,
+    params) signal sets (evaluated and rejected), the exit grid, the total
+    runs and an estimate. ``plan``: the engine's ``plan_strategy`` (the
+    signals are made already: ``signal_seconds`` with the bars' load)."""
+    from .._core.tunables import EVALS_PER_SECOND
+    from .._core.validate import stress as stress_lanes
+
+    symbols = list(bars.symbols)
+    selected = list(cfg.symbols) if cfg.symbols else symbols
+    offsets = np.asarray(bars.offsets)
+    n_bars = int(offsets[-1] - offsets[0]) if offsets.size else 0
+    intervals = sorted({int(x) for x in np.asarray(bars.base_interval_ms).tolist()})
+    shown = ", ".join(selected[:8]) + (f", ... ({len(selected) - 8} more)" if len(selected) > 8 else "")
+    lines = [f"config ok: run strategy, strategy {cfg.strategy}, mode {cfg.mode}, "
+             f"output {cfg.output}",
+             f"bars: {len(symbols):,} symbols, {n_bars:,} bars, base interval "
+             f"{' / '.join(_interval(ms) for ms in intervals) or '-'}; trading {len(selected):,} "
+             f"symbol(s): {shown}"]
+    sgrid = cfg.strategy_grid or {}
+    per_tf = math.prod(len(v) for v in sgrid.values())
+    evaluated, rejected = signal_set_counts(plan)
+    failed = list(getattr(plan, "failed", None) or [])
+    ds = plan.dataset
+    lines.append(f"signal sets: {evaluated:,} (timeframe, params) sets evaluated, {rejected:,} "
+                 f"rejected ({len(cfg.timeframes)} timeframes {', '.join(cfg.timeframes)} x "
+                 f"{per_tf:,} strategy parameter sets"
+                 + "".join(f"; {k} {_values(v)}" for k, v in sgrid.items())
+                 + f"): {ds.n_calls:,} signals, made in {signal_seconds:.1f} s")
+    if failed:
+        first = failed[0]
+        lines.append(f"failed signal sets: {len(failed):,} (left out; first: "
+                     f"{getattr(first, 'symbol', '?')}: {getattr(first, 'error', '?')})")
+    exits = cfg.exit_grid()
+    exit_points = math.prod(len(v) for v in exits.values())
+    lines.append("exit grid: " + (" x ".join(f"{len(v)} {k}" for k, v in exits.items())
+                                  or "the defaults") + f" = {exit_points:,} points"
+                 + "".join(f"; {k} {_values(v)}" for k, v in exits.items()))
+    n_points = int(plan.n_points)
+    evals = ds.n_calls * exit_points        # each signal belongs to one set
+    extra = ""
+    if cfg.per_symbol:
+        evals *= 2
+        extra += f", then each of the {len(selected):,} symbols alone (per_symbol)"
+    lanes = stress_lanes(msgspec.to_builtins(cfg.stress)) if cfg.stress is not None else None
+    if lanes:
+        reruns = sum(1 for lane in lanes if not _is_baseline(lane))
+        evals *= 1 + reruns
+        extra += f"; stress: {len(lanes)} lanes, the grid {reruns} more time(s)"
+    workers = max(1, cfg.workers)
+    lines.append(f"total runs: {evaluated:,} signal sets x {exit_points:,} exit points = "
+                 f"{n_points:,} grid points, each a portfolio of every symbol's signals"
+                 f"{extra}; {evals:,} signal x exit evaluations")
+    lines.append(f"estimated time: about {max(evals / (EVALS_PER_SECOND * workers), 0.1):.1f} s "
+                 f"of grid work on {workers} worker(s), plus the bar scan")
+    return lines
+
+
+def signal_set_counts(plan: Any) -> tuple[int, int]:
+    """(evaluated, rejected) (timeframe, params) signal sets of a plan."""
+    evaluated = getattr(plan, "signal_sets", None)
+    if evaluated is None:
+        evaluated = len(plan.sets)
+    return int(evaluated), int(plan.rejected)
+
+
+def _is_baseline(lane: Any) -> bool:
+    from .._core.lanes import lane_is_baseline
+
+    return lane_is_baseline(lane)

@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 import shlex
 import sys
+import time
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -60,8 +61,8 @@ from .._run.checkpoint import CheckpointingEvaluator, CheckpointStats
 from .._run.drive import drive
 from .._run.evaluators import Evaluator, ThreadEvaluator
 from .._run.journal import Journal
-from .config import SPEC12_KEYS, RunConfig, load_config, locate_error
-from .plan import folds_plan
+from .config import SPEC12_KEYS, RunConfig, StrategyRunConfig, load_config, locate_error
+from .plan import folds_plan, strategy_plan
 from .progress_bar import ProgressPrinter
 
 EXIT_INCOMPLETE = 3             # the run finished with failed chunks (module doc)
@@ -82,6 +83,7 @@ def request_of(cfg: RunConfig) -> dict:
     # Where and how it runs, and how its report is drawn, are not the run.
     for key in ("output", "workers", "report"):
         request.pop(key)
+    request.pop("executor", None)       # where it runs (a Ray cluster, SPEC 14)
     # The data's content is fingerprinted; where the files are is not (a
     # resume from another directory, or after moving them, still resumes).
     for key in ("calls", "candles"):
@@ -161,6 +163,8 @@ def dry_run(ds: Dataset, cfg: RunConfig, out=sys.stdout, first_job: Any = None,
 
 def run_main(config_path: str, *, dry: bool = False, restart: bool = False) -> int:
     cfg, text = load_config(config_path)
+    if isinstance(cfg, StrategyRunConfig):
+        return run_strategy_main(config_path, cfg, text, dry=dry, restart=restart)
     try:
         ds = load_data(cfg)
         # Every check before anything is written: a bad config must not
@@ -192,17 +196,24 @@ def run_main(config_path: str, *, dry: bool = False, restart: bool = False) -> i
     finally:
         journal.close()
         bar.close()
+    return _report_end(config_path, cfg.run, run_dir, stats, paths)
+
+
+def _report_end(config_path: str, kind: str, run_dir: Path, stats: CheckpointStats,
+                paths: list) -> int:
+    """The last lines of a run: what it wrote; an incomplete run's warning
+    and the command that finishes it (module doc). The exit code."""
     counts = (f"{stats.chunks_computed} chunks computed, {stats.chunks_reused} reused from "
               f"the journal, {len(stats.failed)} failed")
     if not stats.failed:
-        sys.stdout.write(f"{cfg.run} finished: {counts}\n")
+        sys.stdout.write(f"{kind} finished: {counts}\n")
         for path in paths:
             sys.stdout.write(f"  {path}\n")
         return 0
     n = len(stats.failed)
     failed = f"{n} chunk{'' if n == 1 else 's'} failed"
     again = f"optimizer-worker run {shlex.quote(config_path)}"
-    sys.stdout.write(f"{cfg.run} INCOMPLETE: {failed} (of {stats.chunks_total}; their points "
+    sys.stdout.write(f"{kind} INCOMPLETE: {failed} (of {stats.chunks_total}; their points "
                      f"have no results, the best reported is of the evaluated points only); "
                      f"{counts}\n")
     for path in paths:
@@ -221,14 +232,102 @@ _CONFIG_KEYS = {"$.calls_path": "$.data.calls", "$.candles_path": "$.data.candle
                 "$.pbo_spec": "$.pbo"}
 
 
-async def _execute(ds: Dataset, cfg: RunConfig, journal: Journal, flow: Flow,
+# --------------------------------------------------------------- run: strategy (SPEC 13)
+
+# Where an engine error's path lives in a strategy config.
+_STRATEGY_KEYS = {"$.bars_path": "$.bars", "$.grid": "$.param_grid",
+                  "$.config": "$.simulator_config", "$.dataset_id": "$.bars"}
+
+
+def strategy_request(cfg: StrategyRunConfig) -> dict:
+    """What a strategy run computes (its fingerprint, with the signals'
+    dataset): the config without where and how it runs, and without where
+    the bars are (their content is in the dataset the signals make)."""
+    request = msgspec.to_builtins(cfg)
+    for key in ("output", "workers", "report", "bars"):
+        request.pop(key)
+    request.pop("executor", None)       # where it runs (a Ray cluster, SPEC 14)
+    for key in ("plateau", "stress", "rank_by", "symbols", "strategy_grid"):
+        if request.get(key) is None:
+            request.pop(key, None)
+    return request
+
+
+def plan_of(cfg: StrategyRunConfig) -> tuple[Any, Any]:
+    """(bars, plan): the bars loaded and the (timeframe, params) signal sets
+    made into the dataset of calls the run evaluates (engine API)."""
+    from .._core.strategy import plan_strategy
+    from .._data.bars import load_bars
+
+    bars = load_bars(cfg.bars, symbols=cfg.symbols)
+    plan = plan_strategy(bars, strategy=cfg.strategy, strategy_grid=cfg.strategy_grid,
+                         timeframes=list(cfg.timeframes), symbols=cfg.symbols,
+                         grid=cfg.exit_grid() or None, config=cfg.simulator_config,
+                         max_points=cfg.max_points)
+    return bars, plan
+
+
+def make_strategy_flow(plan: Any, cfg: StrategyRunConfig) -> Flow:
+    from .._core.strategy_search import optimize_strategy_flow
+
+    args: dict[str, Any] = dict(mode=cfg.mode, objective=cfg.objective, minimize=cfg.minimize,
+                                constraints=cfg.constraints, top_k=cfg.top_k, include_all=True,
+                                per_symbol=cfg.per_symbol)
+    for key in ("plateau", "stress", "rank_by"):    # SPEC 12, when given
+        if getattr(cfg, key) is not None:
+            args[key] = msgspec.to_builtins(getattr(cfg, key))
+    return optimize_strategy_flow(plan, **args)
+
+
+def run_strategy_main(config_path: str, cfg: StrategyRunConfig, text: str, *, dry: bool,
+                      restart: bool) -> int:
+    """``run: strategy``: signals from the bars, then the exit grid over
+    them as an optimize run is driven (journal, chunks, isolated failures),
+    then the run directory (``worker._report.strategy``)."""
+    t0 = time.perf_counter()
+    try:
+        bars, plan = plan_of(cfg)
+        # The flow checks the rest (mode, objective, constraints, stress)
+        # when asked for its first job: before anything is written.
+        next(make_strategy_flow(plan, cfg))
+    except InvalidParams as exc:
+        raise locate_error(Path(config_path), text, exc, _STRATEGY_KEYS) from None
+    signal_seconds = time.perf_counter() - t0
+    if dry:
+        for line in strategy_plan(cfg, bars, plan, signal_seconds):
+            sys.stdout.write(line + "\n")
+        return 0
+    from .._report.strategy import finish_strategy_run
+
+    ds = plan.dataset
+    run_dir = Path(cfg.output)
+    journal = open_run(run_dir, ds, strategy_request(cfg), restart=restart, path="$.output")
+    bar = ProgressPrinter(sys.stderr, label=f"strategy {run_dir.name}")
+    try:
+        (run_dir / "config.yaml").write_text(text)
+        started = now()
+        result, stats = anyio.run(_execute, ds, cfg, journal, make_strategy_flow(plan, cfg), bar)
+        paths = finish_strategy_run(run_dir, cfg=cfg, bars=bars, plan=plan, result=result,
+                                    stats=stats, started=started)
+    finally:
+        journal.close()
+        bar.close()
+    return _report_end(config_path, "strategy", run_dir, stats, paths)
+
+
+async def _execute(ds: Dataset, cfg: RunConfig | StrategyRunConfig, journal: Journal, flow: Flow,
                    bar: ProgressPrinter) -> tuple[Any, CheckpointStats]:
     """The run: ``workers`` 0, on worker threads of this process; else on a
-    pool of that many processes (the dataset shared with it for the run).
+    pool of that many processes (the dataset shared with it for the run);
+    ``executor: {kind: ray}``: on that Ray cluster (``worker._ray``).
     Failed chunks are isolated (module doc)."""
     async with AsyncExitStack() as stack:
-        if cfg.workers == 0:
-            inner: Evaluator = ThreadEvaluator(ds)
+        if cfg.executor is not None and cfg.executor.kind == "ray":
+            from .._ray.select import RayExecutor
+
+            inner: Evaluator = RayExecutor(address=cfg.executor.address).evaluator(ds)
+        elif cfg.workers == 0:
+            inner = ThreadEvaluator(ds)
         else:
             pool = await stack.enter_async_context(WorkerPool(cfg.workers))
             inner = PoolEvaluator(pool, ds)

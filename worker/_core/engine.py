@@ -98,10 +98,15 @@ class GridLevels:
         """Some point has a SPEC 11 exit rule (the sweeps' compiled variant)."""
         return bool(self.trail_dist.size or self.be_level.size or self.gap_open)
 
+    kind = "calls"  # what a pool process rebuilds (``rengine.StrategyLevels``: "strategy")
+
     def arrays(self) -> dict[str, np.ndarray]:
         """Every array but ``params``, by field name (what a pool process needs)."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                 if f.name not in ("params", "gap_open")}
+
+    def prepare(self, ds: Dataset, positions: np.ndarray | None = None) -> SweepInput:
+        return prepare(ds, self, positions)
 
 
 def _grouped(configs: set[tuple], group_key) -> tuple[list[tuple], dict, np.ndarray]:
@@ -187,6 +192,9 @@ class SweepInput:
     calls: np.ndarray       # float64 [entry configs, N_CALL_ROWS, n]: the CALL_* rows
     levels: GridLevels
     hits: tuple[np.ndarray, ...]  # exit_levels_nb's, HIT_* order, each [entry configs, levels, n]
+
+    def run(self, groups, config: SimulatorConfig, mode: str, span=None):
+        return run_grid(self, groups, config, mode, span)
 
 
 def prepare(ds: Dataset, levels: GridLevels, positions: np.ndarray | None = None) -> SweepInput:

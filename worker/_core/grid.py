@@ -4,7 +4,7 @@ group, grid point) pair its first-hit arrays and runs it (``sweeps``).
 A grid whose points have no SPEC 11 exit passes SPEC 2's four first-hit
 arrays, so its runs compile to the code they always were; a point with a
 trailing stop, a breakeven or gap fills passes all of ``layouts.HITS``
-(``sweeps._call_exit_nb`` is chosen by the tuple's length). Reference:
+(``exits.call_exit_nb`` is chosen by the tuple's length). Reference:
 ``tests.reference.optimizer.optimize``.
 """
 
@@ -36,12 +36,12 @@ from .sweeps import capital_run_nb, per_trade_run_nb
 # sweeps.py. This digest of them is part of this file, so when they change,
 # this file changes and its kernels recompile (tests/test_layouts.py keeps
 # it equal; a stale cache would give old numbers).
-DEPENDS_ON_DIGEST = "d8df325066886df6"
+DEPENDS_ON_DIGEST = "6482cdc2fe93f25a"
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
 def point_hits_nb(hits, c, k, m, h, a, b):
-    """The first-hit arrays of one grid point (``_call_exit_nb``'s ``x``):
+    """The first-hit arrays of one grid point (``exits.call_exit_nb``'s ``x``):
     entry configuration ``c``, levels ``k, m, h``, trail ``a`` and breakeven
     ``b`` (``NO_LEVEL``, negative: off, a zero-length array)."""
     tp_ts, sl_ts, hold_ts, hold_px, tr_ts, tr_px, be_ts, tp_o, sl_o, tr_o, be_o = hits
@@ -63,7 +63,7 @@ def grid_nb(calls, sel, group_offsets, hits, point_levels, tp_levels, sl_levels,
     ``calls``: ``[entry configs, N_CALL_ROWS, n]``; ``hits``: the tuple
     ``exit_levels_nb`` returns; ``point_levels[p]``: the point's level
     indices (``POINT_*`` columns); ``extended``: some point has a trailing
-    stop or breakeven, or ``gap_open`` (``_call_exit_nb``). A flat range lets any request be cut into
+    stop or breakeven, or ``gap_open`` (``exits.call_exit_nb``). A flat range lets any request be cut into
     chunks of about equal work, and many small callers parallelize as well
     as one large grid. Reference: ``tests.reference.optimizer.optimize``.
     """
@@ -105,6 +105,6 @@ def _run_nb(per_trade, calls, rows, x, tp_mult, sl_mult, be_mult, cfg, max_open,
 
 @nb.njit(cache=True, nogil=True, inline="always")
 def spec2_hits_nb(hits, c, k, m, h):
-    """The first-hit arrays of a SPEC 2 grid point (``_call_exit_nb``'s ``x``)."""
+    """The first-hit arrays of a SPEC 2 grid point (``exits.call_exit_nb``'s ``x``)."""
     return (hits[HIT_TP_TS][c, k], hits[HIT_SL_TS][c, m], hits[HIT_HOLD_TS][c, h],
             hits[HIT_HOLD_PX][c, h])

@@ -23,7 +23,7 @@ import numpy as np
 from protocol import SimulatorConfig
 
 from .dataset import Dataset
-from .engine import GridLevels, SweepInput, prepare, run_grid
+from .engine import GridLevels, SweepInput
 
 R = TypeVar("R")
 # The result arrays of a span of ``W`` items: metrics, exits, skipped
@@ -52,7 +52,7 @@ class GridJob:
     ``positions``: walk-forward folds and blocks, scanned once together).
     ``score``: set by flows whose answer is this job's best point."""
 
-    levels: GridLevels
+    levels: GridLevels  # or rengine.StrategyLevels: both ``prepare`` a sweep that can ``run``
     positions: np.ndarray
     group_codes: np.ndarray | None
     config: SimulatorConfig
@@ -88,8 +88,8 @@ def evaluate(ds: Dataset, job: GridJob, span: tuple[int, int] | None = None,
     """Metric arrays of the job's items ``span`` (default: all), in this process.
     ``sweep`` reuses a scan already made for this job."""
     if sweep is None:
-        sweep = prepare(ds, job.levels, job.positions)
-    return run_grid(sweep, job_groups(ds, job, sweep), job.config, job.mode, span)
+        sweep = job.levels.prepare(ds, job.positions)
+    return sweep.run(job_groups(ds, job, sweep), job.config, job.mode, span)
 
 
 def step(flow: Flow[R], arrays: Arrays | None) -> tuple[bool, Any]:

@@ -45,7 +45,7 @@ from .layouts import (
 # them is part of this file, so when they change, this file changes and its
 # kernels recompile (tests/test_layouts.py keeps it equal; a stale cache
 # would give old numbers).
-DEPENDS_ON_DIGEST = "7a921d3e14f5747f"
+DEPENDS_ON_DIGEST = "befa693f456898b9"
 
 NO_HIT = np.iinfo(np.int64).max
 
@@ -95,6 +95,7 @@ def exit_levels_nb(ts, open_, high, low, close, entry0, series_end, alert_ts,
     sl_open = np.zeros((n_ent, n_sl, n_gap), np.float64)
     tr_open = np.zeros((n_ent, n_tr, n_gap), np.float64)
     be_open = np.zeros((n_ent, n_be, n_gap), np.float64)
+    no_sub = np.zeros(n_tr, np.float64)  # SPEC 11 trails: the level is peak * (1 - distance)
     for flat in nb.prange(n_ent * n):
         c, i = flat // n, flat % n
         end = series_end[i] + 1
@@ -103,27 +104,34 @@ def exit_levels_nb(ts, open_, high, low, close, entry0, series_end, alert_ts,
         if e < 0:
             continue
         entry_px = calls[c, CALL_ENTRY_PX, i]
-        stop = end
-        for h in range(n_hold):
-            target = ts[e] + hold_ms[h]
-            j = e + 1 + np.searchsorted(ts[e + 1:end], target)
-            if j < end:
-                hold_ts[c, h, i] = ts[j]
-                hold_px[c, h, i] = close[j]
-            # The longest hold (last) bounds the scan; its own candle may
-            # still hit TP or SL first, so it is scanned too.
-            stop = j + 1 if j < end else end
+        stop = hold_hits_nb(ts, close, e, end, hold_ms, hold_ts[c, :, i], hold_px[c, :, i])
         if not extended:
             _scan_levels_nb(ts, high, low, e + 1, stop, entry_px, tp_levels, sl_levels,
                             tp_ts[c, :, i], sl_ts[c, :, i])
             continue
-        _scan_extended_nb(ts, open_, high, low, e + 1, stop, entry_px, tp_levels, sl_levels,
-                          trail_dist, trail_act, trail_groups, be_trig, be_level, be_groups,
-                          gap_open, tp_ts[c, :, i], sl_ts[c, :, i], tr_ts[c, :, i],
+        _scan_extended_nb(ts, open_, high, low, e + 1, stop, entry_px, entry_px, tp_levels,
+                          sl_levels, trail_dist, no_sub, trail_act, trail_groups, be_trig,
+                          be_level, be_groups, gap_open, tp_ts[c, :, i], sl_ts[c, :, i], tr_ts[c, :, i],
                           tr_px[c, :, i], be_ts[c, :, i], tp_open[c, :, i:i + 1],
                           sl_open[c, :, i:i + 1], tr_open[c, :, i:i + 1], be_open[c, :, i:i + 1])
     return (tp_ts, sl_ts, hold_ts, hold_px, tr_ts, tr_px, be_ts,
             tp_open, sl_open, tr_open, be_open)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def hold_hits_nb(ts, close, e, end, hold_ms, hold_ts, hold_px):
+    """The candle (time, close) each hold level (ascending) is reached on,
+    for a trade entered on candle ``e`` of a series ending before ``end``;
+    returns where the scan for the other levels may stop: the longest hold
+    bounds it, and its own candle may still hit another level first."""
+    stop = end
+    for h in range(hold_ms.shape[0]):
+        j = e + 1 + np.searchsorted(ts[e + 1:end], ts[e] + hold_ms[h])
+        if j < end:
+            hold_ts[h] = ts[j]
+            hold_px[h] = close[j]
+        stop = j + 1 if j < end else end
+    return stop
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -214,13 +222,20 @@ def _scan_levels_nb(ts, high, low, start, stop, entry_px, tp_levels, sl_levels, 
 
 
 @nb.njit(cache=True, nogil=True)
-def _scan_extended_nb(ts, open_, high, low, start, stop, entry_px, tp_levels, sl_levels,
-                      trail_dist, trail_act, trail_groups, be_trig, be_level, be_groups,
-                      gap_open, tp_out, sl_out, tr_out, tr_px, be_out,
+def _scan_extended_nb(ts, open_, high, low, start, stop, entry_px, peak0, tp_levels, sl_levels,
+                      trail_dist, trail_sub, trail_act, trail_groups, be_trig, be_level,
+                      be_groups, gap_open, tp_out, sl_out, tr_out, tr_px, be_out,
                       tp_open, sl_open, tr_open, be_open):
     """``_scan_levels_nb`` with SPEC 11's stops: first hits of every trailing
     stop and breakeven configuration too, and (``gap_open``) the open of each
     first-hit candle (the ``*_open`` arrays are ``[levels, 1]``).
+
+    Levels are ``entry_px`` times the given multiples, a trail's level
+    ``peak * (1 - trail_dist) - trail_sub``, and ``peak`` starts at
+    ``peak0``. Calls (SPEC 2, 11) pass ``peak0 = entry_px`` and
+    ``trail_sub`` zeros (``x - 0.0`` is ``x``); a strategy's trades (SPEC
+    13, ``rkernels``) pass ``entry_px = 1.0`` with absolute levels, and
+    ``trail_dist`` zeros with ``trail_sub = trail_r * risk``.
 
     ``peak`` is the running peak *before* candle ``q`` (``peak_j``): a candle
     is tested against the stops its predecessors set, then raises the peak.
@@ -237,7 +252,7 @@ def _scan_extended_nb(ts, open_, high, low, start, stop, entry_px, tp_levels, sl
     m = 0
     tp_next = entry_px * tp_levels[0]
     sl_next = entry_px * sl_levels[0]
-    peak = entry_px
+    peak = peak0
     j = start
     while j < stop:
         block_end = min(j + _BLOCK, stop)
@@ -245,7 +260,8 @@ def _scan_extended_nb(ts, open_, high, low, start, stop, entry_px, tp_levels, sl
         near = block_high >= tp_next or block_low <= sl_next
         top = max(peak, block_high)
         for g in range(n_trg):
-            if tr_next[g] < trail_groups[g + 1] and block_low <= top * (1 - trail_dist[tr_next[g]]):
+            a = tr_next[g]
+            if a < trail_groups[g + 1] and block_low <= top * (1 - trail_dist[a]) - trail_sub[a]:
                 near = True
         for g in range(n_beg):
             if be_next[g] < be_groups[g + 1] and block_low <= entry_px * be_level[be_next[g]]:
@@ -273,9 +289,9 @@ def _scan_extended_nb(ts, open_, high, low, start, stop, entry_px, tp_levels, sl
                 a = tr_next[g]
                 if a == trail_groups[g + 1] or not peak >= entry_px * trail_act[a]:
                     continue
-                while a < trail_groups[g + 1] and low[q] <= peak * (1 - trail_dist[a]):
+                while a < trail_groups[g + 1] and low[q] <= peak * (1 - trail_dist[a]) - trail_sub[a]:
                     tr_out[a] = ts[q]
-                    tr_px[a] = peak * (1 - trail_dist[a])
+                    tr_px[a] = peak * (1 - trail_dist[a]) - trail_sub[a]
                     if gap_open:
                         tr_open[a, 0] = open_[q]
                     a += 1

@@ -45,12 +45,16 @@ import numpy as np
 TAKE_PROFIT, STOP_LOSS, TIME_EXIT, END_OF_DATA, BREAKEVEN, TRAILING_STOP = range(6)
 EXIT_REASONS = ("take_profit", "stop_loss", "time_exit", "end_of_data", "breakeven",
                 "trailing_stop")
-MAX_POSITIONS, NO_ENTRY, NO_FILL, BELOW_MIN_SIZE = range(4)
-SKIP_REASONS = ("max_positions", "no_entry", "no_fill", "below_min_size")
+MAX_POSITIONS, NO_ENTRY, NO_FILL, BELOW_MIN_SIZE, BAD_STOP = range(5)
+SKIP_REASONS = ("max_positions", "no_entry", "no_fill", "below_min_size", "bad_stop")
 ENTERED = -1  # record status of a call that opened a position
 # The skip reasons a mode reports: per-trade mode has no account, so only
-# the entry can fail (SPEC 3; ``no_fill``: a limit order, SPEC 11).
-MODE_SKIP_REASONS = {"capital": SKIP_REASONS, "per_trade": ("no_entry", "no_fill")}
+# the entry can fail (SPEC 3; ``no_fill``: a limit order, SPEC 11). Calls
+# never have ``bad_stop`` (a strategy signal's stop on the wrong side, SPEC
+# 13): only strategy results report it.
+MODE_SKIP_REASONS = {"capital": SKIP_REASONS[:BAD_STOP], "per_trade": ("no_entry", "no_fill")}
+STRATEGY_SKIP_REASONS = {"capital": SKIP_REASONS,
+                         "per_trade": ("no_entry", "no_fill", "bad_stop")}
 # Trade records' ``entry_kind`` (SPEC 11), by "is it a limit order".
 ENTRY_KINDS = ("market", "limit")
 

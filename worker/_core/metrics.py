@@ -25,6 +25,7 @@ from .layouts import (
     REC_SIZE,
     REC_STATUS,
     SKIP_REASONS,
+    STRATEGY_SKIP_REASONS,
 )
 
 _STRUCTS = {"capital": CapitalMetrics, "per_trade": PerTradeMetrics}
@@ -43,9 +44,12 @@ def _fields(names: tuple[str, ...], row: np.ndarray) -> dict:
 
 
 def to_metrics(mode: str, row: np.ndarray, exits: np.ndarray, skipped: np.ndarray,
-               trades: list[TradeRecord] | None = None) -> Metrics:
+               trades: list[TradeRecord] | None = None, *, strategy: bool = False) -> Metrics:
+    """A result row as the wire's metrics; ``strategy``: a strategy's run
+    (SPEC 13), whose ``skipped`` has ``bad_stop`` too."""
     exits_d = dict(zip(EXIT_REASONS, (int(x) for x in exits)))
-    skipped_d = {r: int(skipped[SKIP_REASONS.index(r)]) for r in MODE_SKIP_REASONS[mode]}
+    reasons = (STRATEGY_SKIP_REASONS if strategy else MODE_SKIP_REASONS)[mode]
+    skipped_d = {r: int(skipped[SKIP_REASONS.index(r)]) for r in reasons}
     extra = {} if trades is None else {"completed_trades": trades}
     return _STRUCTS[mode](**_fields(METRICS[mode], row), exits=exits_d, skipped=skipped_d,
                           **extra)

@@ -15,7 +15,7 @@ from .layouts import M_RET_M2, M_RET_M3, M_RET_M4
 # the constants it takes from layouts.py. This digest of them is part of this
 # file, so when they change, this file changes and its kernels recompile
 # (tests/test_layouts.py keeps it equal).
-DEPENDS_ON_DIGEST = "7a921d3e14f5747f"
+DEPENDS_ON_DIGEST = "befa693f456898b9"
 
 
 @nb.njit(cache=True, nogil=True)

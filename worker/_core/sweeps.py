@@ -18,22 +18,24 @@ References: ``tests.reference.simulator.simulate_capital`` and
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numba as nb
 import numpy as np
-from numba import types
-from numba.extending import overload
 
 from .book import SMALL_BOOK, heap_pop_nb, heap_push_nb, ring_insert_nb
-from .kernels import NO_HIT, _resolve_exit_nb, resolve_extended_nb
+from .exits import (
+    GivenExits,
+    RHits,
+    bad_stop_nb,
+    call_exit_nb,
+    risk_cap_nb,
+    risk_frac_nb,
+    signed_nb,
+)
 from .layouts import (
+    BAD_STOP,
     BELOW_MIN_SIZE,
     CALL_ALERT_TS,
     CALL_ENTRY_PX,
-    CALL_ENTRY_TS,
-    CALL_EOD_PX,
-    CALL_EOD_TS,
     CALL_EXPIRY_TS,
     CAP_AVG_HOLD_MIN,
     CAP_FEES_PAID,
@@ -55,7 +57,6 @@ from .layouts import (
     CFG_TAKER_FEE_BPS,
     ENTERED,
     MAX_POSITIONS,
-    N_SPEC2_HITS,
     NO_ENTRY,
     NO_FILL,
     PT_AVG_HOLD_MIN,
@@ -79,89 +80,14 @@ from .layouts import (
 )
 from .moments import sharpe_nb
 
+__all__ = ["GivenExits", "RHits", "capital_run_nb", "per_trade_run_nb"]
+
 # Numba's on-disk cache keys a kernel on its own file's content only, not on
 # the constants and inlined kernels it takes from layouts.py and kernels.py. This digest of
 # them is part of this file, so when they change, this file changes and its
 # kernels recompile (tests/test_layouts.py keeps it equal; a stale cache
 # would give old numbers).
-DEPENDS_ON_DIGEST = "de2384a51eaf2adb"
-
-
-def _call_exit_nb(calls, i, x, entry_px, tp_mult, sl_mult, be_mult, sl_first, gap_open):
-    """(exit time, exit price, reason, minutes held) of call ``i``'s trade.
-
-    ``x``: the grid point's first-hit arrays, one level each: SPEC 2's four
-    (``HIT_TP_TS`` .. ``HIT_HOLD_PX``), or all of ``layouts.HITS`` when any
-    of SPEC 11's exits is in the grid (a trailing stop or breakeven that is
-    off is a zero-length array). Which rules apply is settled when Numba
-    compiles (``_call_exit_overload``, by the tuple's length), so a SPEC 2
-    grid runs the code it always ran: no SPEC 11 branch in its inner loop.
-    """
-    raise NotImplementedError  # pragma: no cover - compiled only, see the overload
-
-
-@overload(_call_exit_nb, inline="always")
-def _call_exit_overload(calls, i, x, entry_px, tp_mult, sl_mult, be_mult, sl_first, gap_open):
-    if _is_given_exits(x):
-        def given(calls, i, x, entry_px, tp_mult, sl_mult, be_mult, sl_first, gap_open):
-            exit_t = x.exit_ts[i]
-            return exit_t, x.exit_px[i], x.reason[i], _held_min_nb(calls, i, exit_t)
-        return given
-    if len(x) == N_SPEC2_HITS:
-        def spec2(calls, i, x, entry_px, tp_mult, sl_mult, be_mult, sl_first, gap_open):
-            tp_ts, sl_ts, hold_ts, hold_px = x
-            exit_t, exit_px, reason = _resolve_exit_nb(
-                tp_ts[i], sl_ts[i], hold_ts[i], hold_px[i], np.int64(calls[CALL_EOD_TS, i]),
-                calls[CALL_EOD_PX, i], entry_px, tp_mult, sl_mult, sl_first)
-            return exit_t, exit_px, reason, _held_min_nb(calls, i, exit_t)
-        return spec2
-
-    def spec11(calls, i, x, entry_px, tp_mult, sl_mult, be_mult, sl_first, gap_open):
-        tp_ts, sl_ts, hold_ts, hold_px, tr_ts, tr_px, be_ts, tp_o, sl_o, tr_o, be_o = x
-        has_tr, has_be = tr_ts.shape[0] > 0, be_ts.shape[0] > 0
-        exit_t, exit_px, reason = resolve_extended_nb(
-            tp_ts[i], sl_ts[i], hold_ts[i], hold_px[i], np.int64(calls[CALL_EOD_TS, i]),
-            calls[CALL_EOD_PX, i], entry_px, tp_mult, sl_mult,
-            tr_ts[i] if has_tr else NO_HIT, tr_px[i] if has_tr else 0.0,
-            be_ts[i] if has_be else NO_HIT, be_mult,
-            tp_o[i] if gap_open else 0.0, sl_o[i] if gap_open else 0.0,
-            tr_o[i] if gap_open and has_tr else 0.0, be_o[i] if gap_open and has_be else 0.0,
-            sl_first, gap_open)
-        return exit_t, exit_px, reason, _held_min_nb(calls, i, exit_t)
-    return spec11
-
-
-class GivenExits(NamedTuple):
-    """Calls whose exits are already known, each with its own stop (a
-    walk-forward's stitched run, SPEC 12: every test call with the params its
-    fold chose). As ``capital_run_nb``'s ``x`` the account runs as SPEC 2
-    says, sizing each call by its own ``sl_mult``."""
-
-    exit_ts: np.ndarray   # int64 [n]
-    exit_px: np.ndarray   # float64 [n]
-    reason: np.ndarray    # int64 [n]: EXIT_REASONS codes
-    sl_mult: np.ndarray   # float64 [n]
-
-
-def _is_given_exits(x) -> bool:
-    return isinstance(x, types.BaseNamedTuple) and x.instance_class is GivenExits
-
-
-def _risk_cap_nb(x, i, max_risk, risk_cap):
-    """SPEC 2.4's ``max_risk_per_trade / (1 - sl_mult)`` for call ``i``."""
-    raise NotImplementedError  # pragma: no cover - compiled only, see the overload
-
-
-@overload(_risk_cap_nb, inline="always")
-def _risk_cap_overload(x, i, max_risk, risk_cap):
-    if _is_given_exits(x):
-        return lambda x, i, max_risk, risk_cap: max_risk / (1.0 - x.sl_mult[i])
-    return lambda x, i, max_risk, risk_cap: risk_cap  # one stop for every call
-
-
-@nb.njit(cache=True, nogil=True, inline="always")
-def _held_min_nb(calls, i, exit_t):
-    return (exit_t - np.int64(calls[CALL_ENTRY_TS, i])) / 60_000.0
+DEPENDS_ON_DIGEST = "f619250605f3fa28"
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -188,7 +114,7 @@ def capital_run_nb(calls, sel, x, tp_mult, sl_mult, be_mult,
     """One capital-mode run (SPEC 2, 11) over the calls ``sel``.
 
     ``calls``: the ``CALL_*`` rows of the point's entry configuration;
-    ``x``: its first-hit arrays (``_call_exit_nb``). Writes
+    ``x``: its first-hit arrays (``exits.call_exit_nb``). Writes
     ``metrics`` (``CAP_*`` columns), ``exits`` and ``skipped`` counts.
     ``rec`` is ``(n_sel, N_REC_FIELDS)`` to record each call's outcome
     (``REC_*`` columns) or ``(0, N_REC_FIELDS)`` to skip recording.
@@ -270,19 +196,25 @@ def capital_run_nb(calls, sel, x, tp_mult, sl_mult, be_mult,
             r = nxt
             continue
         entry_px = calls[CALL_ENTRY_PX, i]
+        if entry_px > 0.0 and bad_stop_nb(x, i):
+            skipped[BAD_STOP] += 1
+            if record:
+                rec[r, REC_STATUS] = BAD_STOP
+            r += 1
+            continue
         if entry_px > 0.0:
-            size = min(_risk_cap_nb(x, i, max_risk, risk_cap), alloc_pct * free, free)
+            size = min(risk_cap_nb(x, i, entry_px, max_risk, risk_cap), alloc_pct * free, free)
             if size < min_size:
                 skipped[BELOW_MIN_SIZE] += 1
                 if record:
                     rec[r, REC_STATUS] = BELOW_MIN_SIZE
                 r += 1
                 continue
-            exit_t, exit_px, reason, held = _call_exit_nb(
+            exit_t, exit_px, reason, held = call_exit_nb(
                 calls, i, x, entry_px, tp_mult, sl_mult, be_mult, sl_first, gap_open)
             fee = size * cost_bps / 10_000 * 2
-            pnl = size * (exit_px / entry_px - 1) - fee
-            ret = exit_px / entry_px - 1 - cost
+            pnl = signed_nb(x, i, size) * (exit_px / entry_px - 1) - fee
+            ret = signed_nb(x, i, exit_px / entry_px - 1) - cost
             rets[trades] = ret
             ret_sum += ret
             exits[reason] += 1
@@ -297,8 +229,11 @@ def capital_run_nb(calls, sel, x, tp_mult, sl_mult, be_mult,
             skipped[status] += 1
             if record:
                 rec[r, REC_STATUS] = status
-            size = min(_risk_cap_nb(x, i, max_risk, risk_cap), alloc_pct * free, free)
-            if status == NO_ENTRY or size < min_size:
+            if status == NO_ENTRY:
+                r += 1
+                continue
+            size = min(risk_cap_nb(x, i, entry_px, max_risk, risk_cap), alloc_pct * free, free)
+            if size < min_size:
                 r += 1
                 continue
             # A limit order that never fills holds its cash and a slot until
@@ -361,14 +296,19 @@ def per_trade_run_nb(calls, sel, x, tp_mult, sl_mult, be_mult,
             if record:
                 rec[r, REC_STATUS] = status
             continue
-        exit_t, exit_px, reason, held = _call_exit_nb(
+        if bad_stop_nb(x, i):
+            skipped[BAD_STOP] += 1
+            if record:
+                rec[r, REC_STATUS] = BAD_STOP
+            continue
+        exit_t, exit_px, reason, held = call_exit_nb(
             calls, i, x, entry_px, tp_mult, sl_mult, be_mult, sl_first, gap_open)
-        ret = exit_px / entry_px - 1 - cost
+        ret = signed_nb(x, i, exit_px / entry_px - 1) - cost
         rets[trades] = ret
         trades += 1
         exits[reason] += 1
         wins, pos_sum, neg_sum = _tally_nb(ret, wins, pos_sum, neg_sum)
-        total_r += ret / risk
+        total_r += ret / risk_frac_nb(x, i, entry_px, risk)
         hold_min += held
         if record:
             _record_nb(rec, r, 1.0, ret, exit_t, exit_px, reason)

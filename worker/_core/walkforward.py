@@ -142,9 +142,19 @@ def _fold(study: Study, levels, train, test, n_train: int, n_test: int,
           robust: Robustness) -> FoldResult:
     """One fold's result (its windows and index are filled in by the caller);
     ``robust``: the train rows' plateau and lanes, for ``rank_by``."""
-    empty = FoldResult(index=0, train_windows=[], test_windows=[], n_train=n_train,
-                       n_test=n_test, n_purged=0, chosen_params=None, train_metrics=None,
-                       test_metrics=None, test_rank_pct=None, spearman=None)
+    return fold_result(study, train, test, n_train, n_test, robust,
+                       params_of=levels.params.__getitem__,
+                       metrics_of=lambda row: to_metrics(study.mode, *row))
+
+
+def fold_result(study: Study, train, test, n_train: int, n_test: int, robust: Robustness, *,
+                params_of, metrics_of, cls=FoldResult):
+    """A fold's choice on its train rows and how it did on its test rows
+    (``params_of(point)``, ``metrics_of((metrics, exits, skipped) row))``:
+    the point's params and metrics as the answer shows them)."""
+    empty = cls(index=0, train_windows=[], test_windows=[], n_train=n_train,
+                n_test=n_test, n_purged=0, chosen_params=None, train_metrics=None,
+                test_metrics=None, test_rank_pct=None, spearman=None)
     if n_train == 0 or n_test == 0:
         return empty
     _, feasible, best = best_of(study, train[0], robust.ranking_values(study, train[0]))
@@ -153,9 +163,9 @@ def _fold(study: Study, levels, train, test, n_train: int, n_test: int,
     col = study.column(study.objective)
     both = feasible & feasible_mask(study, test[0])
     return msgspec.structs.replace(
-        empty, chosen_params=levels.params[best],
-        train_metrics=to_metrics(study.mode, *(a[best] for a in train)),
-        test_metrics=to_metrics(study.mode, *(a[best] for a in test)),
+        empty, chosen_params=params_of(best),
+        train_metrics=metrics_of([a[best] for a in train]),
+        test_metrics=metrics_of([a[best] for a in test]),
         test_rank_pct=test_rank_pct(test[0][:, col], best, study.minimize),
         spearman=spearman(train[0][:, col], test[0][:, col], both, study.minimize))
 
@@ -181,14 +191,19 @@ def _stitched(ds: Dataset, study: Study, spec: FoldsSpec, folds: list[FoldResult
     """Every test call with its own fold's params, one capital account
     (SPEC 12). Decision: none for cpcv, for overlapping test windows or when
     no fold chose a point."""
-    starts = [sw[0] for _, sw in windows]
-    if spec.scheme == "cpcv" or any(a[1] > b[0] for a, b in zip(starts, starts[1:])):
+    if not stitched_allowed(spec, windows):
         return None
     chosen = [(f.chosen_params, pos[test]) for f, (_, test, _) in zip(folds, sets)
               if f.chosen_params is not None]
     if not chosen:
         return None
     return stitched_run(ds, study, chosen)
+
+
+def stitched_allowed(spec: FoldsSpec, windows) -> bool:
+    """A stitched run needs test windows that follow each other (not cpcv)."""
+    starts = [sw[0] for _, sw in windows]
+    return not (spec.scheme == "cpcv" or any(a[1] > b[0] for a, b in zip(starts, starts[1:])))
 
 
 def stitched_run(ds: Dataset, study: Study, chosen) -> StitchedRun:
@@ -202,7 +217,15 @@ def stitched_run(ds: Dataset, study: Study, chosen) -> StitchedRun:
         sweep = prepare(ds, single_levels(params, cfg), positions)
         rows = np.arange(sweep.positions.size)
         _, _, _, rec, calls = run_one(sweep, rows, cfg, "per_trade")
-        parts.append((sweep.positions, calls, rec, params.sl_mult))
+        n = sweep.positions.size  # SPEC 2.4 sizes by 1 - sl_mult; calls are long
+        parts.append((sweep.positions, calls, rec, np.full(n, 1.0 - params.sl_mult), np.ones(n)))
+    return stitched_account(cfg, parts)
+
+
+def stitched_account(cfg, parts, *, strategy: bool = False) -> StitchedRun:
+    """The stitched run's one account over ``parts``, each ``(positions,
+    CALL_* rows, per-call records, risk as a fraction of the entry, sign)``
+    of one fold's test calls with their own exits (``GivenExits``)."""
     order = np.concatenate([p[0] for p in parts])
     calls = np.concatenate([p[1] for p in parts], axis=1)
     keep = np.lexsort((order, calls[CALL_ALERT_TS]))  # sweep order across folds
@@ -211,7 +234,8 @@ def stitched_run(ds: Dataset, study: Study, chosen) -> StitchedRun:
         exit_ts=np.ascontiguousarray(rec[:, REC_EXIT_TS].astype(np.int64)),
         exit_px=np.ascontiguousarray(rec[:, REC_EXIT_PX]),
         reason=np.ascontiguousarray(rec[:, REC_EXIT_REASON].astype(np.int64)),
-        sl_mult=np.concatenate([np.full(p[0].size, p[3]) for p in parts])[keep])
+        risk_frac=np.ascontiguousarray(np.concatenate([p[3] for p in parts])[keep]),
+        sign=np.ascontiguousarray(np.concatenate([p[4] for p in parts])[keep]))
     calls = np.ascontiguousarray(calls[:, keep])
     m = np.empty(N_METRICS)
     e, s = np.zeros(N_EXITS, np.int64), np.zeros(N_SKIPS, np.int64)
@@ -222,6 +246,6 @@ def stitched_run(ds: Dataset, study: Study, chosen) -> StitchedRun:
     traded = np.flatnonzero(out[:, REC_STATUS] == ENTERED)
     closes = traded[np.lexsort((traded, out[traded, REC_EXIT_TS]))]
     equity = cfg.initial_capital + np.cumsum(out[closes, REC_PNL])
-    return StitchedRun(metrics=to_metrics("capital", m, e, s),
+    return StitchedRun(metrics=to_metrics("capital", m, e, s, strategy=strategy),
                        equity=[(int(t), float(x)) for t, x in
                                zip(out[closes, REC_EXIT_TS].tolist(), equity.tolist())])

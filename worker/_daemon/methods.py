@@ -28,6 +28,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -53,11 +54,13 @@ from .._pool.evaluator import PoolEvaluator
 from .._pool.shm import SharedDataset, share_dataset
 from .._pool.shm_build import SharedBuilder, planned_bytes
 from .._report.rundir import checkpoint_request, finish_run, now, open_run
+from .._ray.select import current as ray_executor
 from .._run.checkpoint import CheckpointingEvaluator
 from .._run.drive import drive
 from .._run.evaluators import Evaluator, ThreadEvaluator
 from .._run.journal import Journal
 from .cache import DatasetCache, Entry
+from . import strategy_methods as sm
 from .dispatch import RequestContext
 from .progress import track
 from .settings import Settings
@@ -144,10 +147,19 @@ class Worker:
         return {
             "initialize": self.initialize, "ping": self.ping, "loadDataset": self.load_dataset,
             "dropDataset": self.drop_dataset, "listDatasets": self.list_datasets,
-            "simulate": self.simulate, "optimize": self.optimize,
+            "simulate": partial(sm.simulate, self), "optimize": self.optimize,
             "optimizePerCaller": self.optimize_per_caller, "groupedEval": self.grouped_eval,
             "walkForward": self.walk_forward, "stats": self.stats, "shutdown": self.shutdown,
+            # SPEC 13 (strategy_methods): bars in the same cache, their own handlers.
+            "loadBars": partial(sm.load_bars, self),
+            "optimizeStrategy": partial(sm.optimize_strategy, self),
         }
+
+    @staticmethod
+    def params_types() -> dict[str, Any]:
+        """Methods whose handler decodes its own params (``simulate``: calls or
+        a strategy, ``protocol._messages.VARIANTS``)."""
+        return {"simulate": msgspec.Raw}
 
     def _close_entry(self, entry: Entry) -> None:
         self._tg.start_soon(self._forget_and_close, entry.shared)
@@ -217,8 +229,10 @@ class Worker:
         return m.DropDatasetResult(dataset_id=p.dataset_id, dropped=freed > 0, bytes_freed=freed)
 
     async def list_datasets(self, p: m.Empty, ctx: RequestContext) -> m.ListDatasetsResult:
+        entries = self.cache.entries()
         return m.ListDatasetsResult(
-            datasets=[self._info(e.dataset_id, e.info) for e in self.cache.entries()],
+            datasets=[self._info(e.dataset_id, e.info) for e in entries if not sm.is_bars(e)],
+            bars=[sm.info_of(e) for e in entries if sm.is_bars(e)],
             bytes=self.cache.nbytes, budget_bytes=self.cache.budget_bytes)
 
     @asynccontextmanager
@@ -287,6 +301,9 @@ class Worker:
         evaluations = ds.n_calls * grid_size(p.param_grid or ParamGrid())
         if evaluations <= self.settings.local_evaluations:
             return ThreadEvaluator(ds, limiter=self._local, one_hop=True)
+        ray = ray_executor()  # serve --executor ray (SPEC 14)
+        if ray is not None:
+            return ray.evaluator(ds)
         if self.pool is None:
             return ThreadEvaluator(ds, limiter=self._local)
         return PoolEvaluator(self.pool, ds if shared is None else shared,

@@ -78,7 +78,7 @@ async def _main(settings: Settings, socket_path: str | None, stdio) -> None:
             stack.callback(daemon.close)
             dispatcher = Dispatcher()
             for name, handler in daemon.handlers().items():
-                dispatcher.register(name, handler)
+                dispatcher.register(name, handler, params_type=daemon.params_types().get(name))
             daemon.in_flight = dispatcher.in_flight_count
             log.info("ready", transport="socket" if listener else "stdio", socket=socket_path,
                      pool_size=settings.pool_size, warm_s=round(seconds, 3), pid=os.getpid())

@@ -33,6 +33,7 @@ import sys
 import time
 import traceback
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from typing import Any, BinaryIO
 
 import msgspec
@@ -41,6 +42,29 @@ from .codec import encode_frame, pack_array, read_frame, unpack_array
 
 _DATASETS_KEPT = 4
 _FORGOTTEN_KEPT = 1024
+
+
+def job_from_spec(spec: dict, array: Callable[[Any], Any] = unpack_array) -> Any:
+    """The ``GridJob`` a job spec describes (``spans.job_spec``'s ``levels``,
+    ``gap_open``, ``levels_kind``, ``positions``, ``group_codes``, ``groups``,
+    ``config``, ``mode``; ``params`` and ``score`` do not travel). ``array``
+    turns each of its arrays into a numpy array: a packed one here
+    (``unpack_array``); ``worker._ray`` passes plain arrays and a copy."""
+    from protocol import SimulatorConfig
+
+    from .._core.engine import GridLevels
+    from .._core.jobs import GridJob
+    from .._core.rengine import StrategyLevels
+
+    kind = StrategyLevels if spec.get("levels_kind") == "strategy" else GridLevels
+    levels = kind(params=[], gap_open=spec["gap_open"],
+                  **{k: array(a) for k, a in spec["levels"].items()})
+    positions = array(spec["positions"])
+    codes = None if spec["group_codes"] is None else array(spec["group_codes"])
+    config = msgspec.convert(spec["config"], SimulatorConfig)
+    groups = (None if spec.get("groups") is None
+              else tuple(array(g) for g in spec["groups"]))
+    return GridJob(levels, positions, codes, config, spec["mode"], groups=groups)
 
 
 class _Job:
@@ -79,29 +103,17 @@ class _Server:
         return ds
 
     def add_job(self, job_id: int, spec: dict, keep: bool = True) -> _Job:
-        from protocol import SimulatorConfig
-
-        from .._core.engine import GridLevels, prepare
-        from .._core.jobs import GridJob, job_groups
+        from .._core.jobs import job_groups
 
         ds = self.dataset(spec["key"], spec["shared"])
-        levels = GridLevels(params=[], gap_open=spec["gap_open"],
-                            **{k: unpack_array(a) for k, a in spec["levels"].items()})
-        positions = unpack_array(spec["positions"])
-        codes = None if spec["group_codes"] is None else unpack_array(spec["group_codes"])
-        config = msgspec.convert(spec["config"], SimulatorConfig)
-        groups = (None if spec.get("groups") is None
-                  else tuple(unpack_array(g) for g in spec["groups"]))
-        job = GridJob(levels, positions, codes, config, spec["mode"], groups=groups)
-        sweep = prepare(ds, levels, positions)
-        job_ = _Job(sweep, job_groups(ds, job, sweep), config, spec["mode"])
+        job = job_from_spec(spec)
+        sweep = job.levels.prepare(ds, job.positions)
+        job_ = _Job(sweep, job_groups(ds, job, sweep), job.config, job.mode)
         if keep:
             self.jobs[job_id] = job_
         return job_
 
     def eval(self, msg: dict) -> dict:
-        from .._core.engine import run_grid
-
         job_id = msg["job"]
         spec = msg.get("spec")
         job = self.jobs.pop(job_id, None) if msg.get("last") else self.jobs.get(job_id)
@@ -113,8 +125,8 @@ class _Server:
         else:
             scanned = 0
         a, b = msg["span"]
-        metrics, exits, skipped = run_grid(job.sweep, job.groups, job.config, job.mode,
-                                           (int(a), int(b)))
+        metrics, exits, skipped = job.sweep.run(job.groups, job.config, job.mode,
+                                                (int(a), int(b)))
         return {"ok": True, "m": pack_array(metrics), "e": pack_array(exits),
                 "s": pack_array(skipped), "scan": scanned}
 

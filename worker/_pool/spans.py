@@ -95,6 +95,7 @@ def job_spec(shared: SharedDataset, key: str, job: GridJob) -> dict:
         "shared": shared.descriptor,
         "levels": {name: pack_array(a) for name, a in lv.arrays().items()},
         "gap_open": lv.gap_open,
+        "levels_kind": lv.kind,
         "positions": pack_array(np.asarray(job.positions, np.int64)),
         "group_codes": None if job.group_codes is None else pack_array(job.group_codes),
         "groups": None if job.groups is None else [pack_array(g) for g in job.groups],

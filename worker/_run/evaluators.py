@@ -41,7 +41,7 @@ from typing import Any
 import anyio
 
 from .._core.dataset import Dataset
-from .._core.engine import SweepInput, prepare
+from .._core.engine import SweepInput
 from .._core.jobs import Arrays, GridJob, OnRows, evaluate
 from .._core.layouts import concat_results
 
@@ -100,7 +100,7 @@ class InProcessEvaluator(Evaluator):
             current = self._current
             if current is None or current[0] is not job:
                 self._current = None  # the last job's scan goes before the next is made
-                current = self._current = (job, prepare(self.ds, job.levels, job.positions))
+                current = self._current = (job, job.levels.prepare(self.ds, job.positions))
             return current[1]
 
     def evaluate_now(self, job: GridJob, span: Span, *, on_rows: OnRows | None = None,

@@ -9,16 +9,29 @@ from __future__ import annotations
 
 from typing import Any
 
-from protocol import GroupedResult, OptimizeResult, PerCallerResult, WalkForwardResult
+from protocol import (
+    GroupedResult,
+    OptimizeResult,
+    PerCallerResult,
+    StrategyResult,
+    WalkForwardResult,
+)
 
 from .._core.callers import grouped_eval_flow, optimize_per_caller_flow
 from .._core.dataset import Dataset
+from .._core.bars import BarSet
 from .._core.optimize import optimize_flow
+from .._core.strategy import plan_strategy
+from .._core.strategy_search import optimize_strategy_flow
 from .._core.walkforward import walk_forward_flow
 from .drive import drive_sync
 from .evaluators import InProcessEvaluator
 
-__all__ = ["grouped_eval", "optimize", "optimize_per_caller", "walk_forward"]
+__all__ = ["grouped_eval", "optimize", "optimize_per_caller", "optimize_strategy",
+           "walk_forward"]
+
+_PLAN_KEYS = ("strategy", "strategy_grid", "timeframes", "symbols", "grid", "config",
+              "max_points")
 
 
 def optimize(ds: Dataset, grid: Any = None, **kwargs: Any) -> OptimizeResult:
@@ -42,3 +55,10 @@ def walk_forward(ds: Dataset, grid: Any = None, *, folds: Any, pbo: Any = None,
     return drive_sync(walk_forward_flow(ds, grid, folds=folds, pbo_spec=pbo, **kwargs),
                       InProcessEvaluator(ds))
 
+
+
+def optimize_strategy(bars: BarSet, **kwargs: Any) -> StrategyResult:
+    """SPEC 13: ``plan_strategy`` (its keyword arguments) then
+    ``optimize_strategy_flow`` (the rest), evaluated in this thread."""
+    plan = plan_strategy(bars, **{k: kwargs.pop(k) for k in _PLAN_KEYS if k in kwargs})
+    return drive_sync(optimize_strategy_flow(plan, **kwargs), InProcessEvaluator(plan.dataset))

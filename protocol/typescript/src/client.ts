@@ -32,12 +32,20 @@ import {
   ResultValidationError,
   type ExitInfo,
 } from "./errors.js";
+import { z } from "zod";
+
 import {
   notificationSchemas,
   resultSchemas,
+  StrategyCapitalMetricsSchema,
+  StrategyPerTradeMetricsSchema,
   type CheckpointParams,
   type InitializeResult,
+  type LoadBarsParams,
   type LoadDatasetParams,
+  type SimulateStrategyParams,
+  type StrategyCapitalMetrics,
+  type StrategyPerTradeMetrics,
   type MethodName,
   type ParamsOf,
   type ProgressValue,
@@ -52,7 +60,11 @@ import { socketTransport, spawnTransport, type Transport } from "./transport.js"
 export const PROTOCOL_MAJOR = "1";
 
 /** Methods whose params take a `progress_token` (a test keeps this in step with schema.json). */
-export const PROGRESS_METHODS: ReadonlySet<MethodName> = new Set(["optimize", "optimizePerCaller", "groupedEval", "walkForward"]);
+export const PROGRESS_METHODS: ReadonlySet<MethodName> = new Set(["optimize", "optimizePerCaller", "groupedEval", "walkForward", "optimizeStrategy"]);
+
+/** What `simulate` with a strategy answers (SPEC 13): metrics whose trades carry `symbol` and `direction`. */
+export type StrategyMetrics = StrategyCapitalMetrics | StrategyPerTradeMetrics;
+export const StrategyMetricsSchema: z.ZodType<StrategyMetrics> = z.union([StrategyCapitalMetricsSchema, StrategyPerTradeMetricsSchema]);
 
 export interface WorkerClientOptions {
   /** The worker's command line. Default `["optimizer-worker", "serve"]`, or `[python, "-m", "worker", "serve"]` with `python`. */
@@ -121,6 +133,8 @@ export class WorkerClient extends EventEmitter {
   private readonly validateResults: boolean;
   /** Sources of the datasets loaded through this client, by id, for reloads. */
   private readonly datasets = new Map<string, LoadDatasetParams>();
+  /** Sources of the bars loaded through this client (`loadBars`), by id, for reloads. */
+  private readonly bars = new Map<string, LoadBarsParams>();
   private readonly tokenPrefix = `ts-${process.pid}-${Math.random().toString(36).slice(2, 8)}-`;
 
   constructor(private readonly options: WorkerClientOptions = {}) {
@@ -172,7 +186,7 @@ export class WorkerClient extends EventEmitter {
 
   /** Ids of the datasets this client will load again after a restart. */
   get rememberedDatasets(): string[] {
-    return [...this.datasets.keys()];
+    return [...this.datasets.keys(), ...this.bars.keys()];
   }
 
   // ------------------------------------------------------------ typed methods
@@ -189,14 +203,28 @@ export class WorkerClient extends EventEmitter {
     this.datasets.set(info.dataset_id, { ...params, dataset_id: info.dataset_id });
     return info;
   }
+  /** SPEC 13: bars (a file, or a directory of per-symbol files), cached like datasets. */
+  async loadBars(params: ParamsOf<"loadBars">, options?: RequestOptions) {
+    const info = await this.request("loadBars", params, options);
+    this.bars.set(info.dataset_id, { ...params, dataset_id: info.dataset_id });
+    return info;
+  }
   dropDataset(params: ParamsOf<"dropDataset">, options?: RequestOptions) {
     this.datasets.delete(params.dataset_id);
+    this.bars.delete(params.dataset_id);
     return this.request("dropDataset", params, options);
   }
   listDatasets(options?: RequestOptions) {
     return this.request("listDatasets", {}, options);
   }
-  simulate(params: ParamsOf<"simulate">, options?: RequestOptions) {
+  /** Calls (`params` a parameter set), or with `strategy` one strategy's trades (SPEC 13). */
+  simulate(params: ParamsOf<"simulate">, options?: RequestOptions): Promise<ResultOf<"simulate">>;
+  simulate(params: SimulateStrategyParams, options?: RequestOptions): Promise<StrategyMetrics>;
+  simulate(params: ParamsOf<"simulate"> | SimulateStrategyParams, options?: RequestOptions): Promise<ResultOf<"simulate"> | StrategyMetrics> {
+    if ("strategy" in params) {
+      return this.makeCall("simulate", params as unknown as ParamsOf<"simulate">, options ?? {}, false,
+        (conn, out) => conn.request(out), undefined, StrategyMetricsSchema).result as unknown as Promise<StrategyMetrics>;
+    }
     return this.request("simulate", params, options);
   }
   optimize(params: ParamsOf<"optimize">, options?: RequestOptions) {
@@ -211,6 +239,10 @@ export class WorkerClient extends EventEmitter {
   /** SPEC 12: walk-forward folds, aggregates, the stitched out-of-sample run, PBO. */
   walkForward(params: ParamsOf<"walkForward">, options?: RequestOptions) {
     return this.request("walkForward", params, options);
+  }
+  /** SPEC 13: a strategy's signal sets over timeframes and symbols, times the exit grid. */
+  optimizeStrategy(params: ParamsOf<"optimizeStrategy">, options?: RequestOptions) {
+    return this.request("optimizeStrategy", params, options);
   }
   /** Asks the worker to cancel a request in flight (an AbortSignal does this for you). */
   cancel(params: ParamsOf<"cancel">, options?: RequestOptions) {
@@ -305,17 +337,22 @@ export class WorkerClient extends EventEmitter {
     }
     this.info = info;
     const reloaded: string[] = [];
-    if (generation > 0 && this.datasets.size > 0) {
+    if (generation > 0 && this.datasets.size + this.bars.size > 0) {
       const held = this.check("listDatasets", await conn.request(this.out("listDatasets", {})));
-      const present = new Set(held.datasets.map((d) => d.dataset_id));
-      for (const [datasetId, source] of this.datasets) {
+      const present = new Set([...held.datasets, ...(held.bars ?? [])].map((d) => d.dataset_id));
+      const sources = [
+        ...[...this.datasets].map(([id, source]) => ({ id, method: "loadDataset" as const, source })),
+        ...[...this.bars].map(([id, source]) => ({ id, method: "loadBars" as const, source })),
+      ];
+      for (const { id: datasetId, method, source } of sources) {
         if (present.has(datasetId)) continue; // a socket worker that outlived our connection
         try {
-          this.check("loadDataset", await conn.request(this.out("loadDataset", source)));
+          this.check(method, await conn.request(this.out(method, source)));
           reloaded.push(datasetId);
         } catch (error) {
           if (!conn.isOpen) throw error; // the new worker died too: that is a crash, not a bad source
           this.datasets.delete(datasetId);
+          this.bars.delete(datasetId);
           this.logger.warn?.("could not reload a dataset after a restart", { datasetId, error: (error as Error).message });
           this.emit("reloadFailed", { datasetId, error: error as Error });
         }
@@ -328,11 +365,11 @@ export class WorkerClient extends EventEmitter {
     return { id: this.nextId++, method, params };
   }
 
-  private check<M extends MethodName>(method: M, raw: unknown): ResultOf<M> {
+  private check<M extends MethodName>(method: M, raw: unknown, schema?: z.ZodType): ResultOf<M> {
     if (!this.validateResults) return raw as ResultOf<M>;
-    const parsed = resultSchemas[method].safeParse(raw);
+    const parsed = (schema ?? resultSchemas[method]).safeParse(raw);
     if (!parsed.success) throw new ResultValidationError(method, parsed.error.issues);
-    return parsed.data;
+    return parsed.data as ResultOf<M>;
   }
 
   private notification(method: string, params: unknown): void {
@@ -356,12 +393,13 @@ export class WorkerClient extends EventEmitter {
     addToken: boolean,
     send: (conn: Connection, out: Outgoing) => Promise<unknown>,
     given?: Connection,
+    schema?: z.ZodType,
   ): WorkerCall<M> {
     const id = this.nextId++;
     const ownToken = (params as { progress_token?: string | number | null }).progress_token ?? undefined;
     const token = PROGRESS_METHODS.has(method) ? (ownToken ?? (addToken ? `${this.tokenPrefix}${id}` : undefined)) : undefined;
     const sentParams = token !== undefined && ownToken === undefined ? { ...params, progress_token: token } : params;
-    return new WorkerCall(id, method, token, (call) => this.run(call, sentParams, options, send, given), options);
+    return new WorkerCall(id, method, token, (call) => this.run(call, sentParams, options, send, given, schema), options);
   }
 
   /**
@@ -375,6 +413,7 @@ export class WorkerClient extends EventEmitter {
     options: RequestOptions,
     send: (conn: Connection, out: Outgoing) => Promise<unknown>,
     given: Connection | undefined,
+    schema?: z.ZodType,
   ): Promise<ResultOf<M>> {
     const timeoutMs = options.timeoutMs ?? this.options.requestTimeoutMs;
     const { signal } = options;
@@ -421,7 +460,7 @@ export class WorkerClient extends EventEmitter {
       answer.then(
         (raw) => finish(() => {
           try {
-            resolve(this.check(call.method, raw));
+            resolve(this.check(call.method, raw, schema));
           } catch (error) {
             reject(error);
           }

@@ -10,11 +10,13 @@ export { WorkerCall, type RequestOptions } from "./call.js";
 export {
   PROGRESS_METHODS,
   PROTOCOL_MAJOR,
+  StrategyMetricsSchema,
   WorkerClient,
   type BatchEntry,
   type BatchResults,
   type CloseOptions,
   type Settled,
+  type StrategyMetrics,
   type WorkerClientEvents,
   type WorkerClientOptions,
 } from "./client.js";

@@ -229,11 +229,9 @@ def strategy_error(cfg: StrategyRunConfig) -> tuple[str, str] | None:
             if dim not in axes:
                 return (f"{dim!r:.60} is not a dimension of this run's grid; one of "
                         f"{', '.join(sorted(axes))}", f"$.report.heatmaps[{i}][{j}]")
-        if pair[0] == pair[1]:
-            return "a heatmap needs two different dimensions", f"$.report.heatmaps[{i}][1]"
-        if tuple(pair) in seen_pairs:
-            return f"the pair {pair} is given twice", f"$.report.heatmaps[{i}]"
-        seen_pairs.add(tuple(pair))
+        repeated = _pair_error(pair, i, seen_pairs)
+        if repeated:
+            return repeated
     return _lanes_error(cfg)
 
 
@@ -285,11 +283,19 @@ def heatmap_error(cfg: RunConfig) -> tuple[str, str] | None:
                 # Every point has its default: an axis of one value.
                 return (f"{name} is not a dimension of this run's grid (give "
                         f"param_grid.{name})", f"$.report.heatmaps[{i}][{j}]")
-        if pair[0] == pair[1]:
-            return "a heatmap needs two different dimensions", f"$.report.heatmaps[{i}][1]"
-        if tuple(pair) in seen:
-            return f"the pair {pair} is given twice", f"$.report.heatmaps[{i}]"
-        seen.add(tuple(pair))
+        repeated = _pair_error(pair, i, seen)
+        if repeated:
+            return repeated
+    return None
+
+
+def _pair_error(pair: list, i: int, seen: set) -> tuple[str, str] | None:
+    """A heatmap pair naming one dimension twice, or given twice; records it."""
+    if pair[0] == pair[1]:
+        return "a heatmap needs two different dimensions", f"$.report.heatmaps[{i}][1]"
+    if tuple(pair) in seen:
+        return f"the pair {pair} is given twice", f"$.report.heatmaps[{i}]"
+    seen.add(tuple(pair))
     return None
 
 

@@ -200,6 +200,20 @@ class SweepInput:
 def prepare(ds: Dataset, levels: GridLevels, positions: np.ndarray | None = None) -> SweepInput:
     """Scan the candles once for ``levels``. ``positions`` (request positions)
     limits the calls; None means all. Sweep order is kept either way."""
+    order, entry, end, alert, calls = sweep_calls(ds, positions, levels.entry_delay.size)
+    hits = exit_levels_nb(ds.ts_ms, ds.open, ds.high, ds.low, ds.close, entry, end, alert,
+                          levels.entry_delay, levels.entry_dip, levels.entry_wait_ms,
+                          levels.tp, levels.sl, levels.hold_ms,
+                          levels.trail_dist, levels.trail_act, levels.trail_groups,
+                          levels.be_trig, levels.be_level, levels.be_groups,
+                          levels.gap_open, calls)
+    return SweepInput(order, calls, levels, hits)
+
+
+def sweep_calls(ds: Dataset, positions: np.ndarray | None, n_configs: int):
+    """The calls at ``positions`` (None: all) in sweep order: ``(order,
+    entry candle, series end, alert time, CALL_* rows [n_configs, rows, n])``
+    with the rows every entry configuration shares filled in."""
     order = ds.call_order
     if positions is not None:
         keep = np.zeros(ds.n_calls, bool)
@@ -208,18 +222,12 @@ def prepare(ds: Dataset, levels: GridLevels, positions: np.ndarray | None = None
     entry = ds.entry_idx[order]
     end = ds.series_end[order]
     has = entry >= 0
-    calls = np.zeros((levels.entry_delay.size, N_CALL_ROWS, order.size), np.float64)
+    calls = np.zeros((n_configs, N_CALL_ROWS, order.size), np.float64)
     alert = ds.call_ts_ms[order]
     calls[:, CALL_ALERT_TS] = alert
     calls[:, CALL_EOD_TS, has] = ds.ts_ms[end[has]]
     calls[:, CALL_EOD_PX, has] = ds.close[end[has]]
-    hits = exit_levels_nb(ds.ts_ms, ds.open, ds.high, ds.low, ds.close, entry, end, alert,
-                          levels.entry_delay, levels.entry_dip, levels.entry_wait_ms,
-                          levels.tp, levels.sl, levels.hold_ms,
-                          levels.trail_dist, levels.trail_act, levels.trail_groups,
-                          levels.be_trig, levels.be_level, levels.be_groups,
-                          levels.gap_open, calls)
-    return SweepInput(order, calls, levels, hits)
+    return order, entry, end, alert, calls
 
 
 def group_rows(groups: list[np.ndarray] | None, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -31,7 +31,7 @@ from .layouts import CALL_ENTRY_TS, CALL_EOD_PX, CALL_EOD_TS, N_SPEC2_HITS
 # Numba's on-disk cache keys a kernel on its own file's content only (see
 # kernels.py): the digest of what this file compiles in from layouts.py and
 # kernels.py (tests/test_layouts.py keeps it equal).
-DEPENDS_ON_DIGEST = "c5a6349e089a6205"
+DEPENDS_ON_DIGEST = "22a5803e4aeacd6e"
 
 
 class GivenExits(NamedTuple):

@@ -45,6 +45,17 @@ def _keep(side, direction):
 
 
 @nb.njit(cache=True, nogil=True)
+def _emit(index, side, k, i, d, direction):
+    """Signal ``d`` (0: none) at bar ``i`` as the ``k``-th, when ``direction``
+    keeps it; the next free slot."""
+    if d != 0 and _keep(d, direction):
+        index[k] = i
+        side[k] = d
+        return k + 1
+    return k
+
+
+@nb.njit(cache=True, nogil=True)
 def _trim(index, side, stop, k):
     return index[:k].copy(), side[:k].copy(), stop[:k].copy()
 
@@ -86,10 +97,7 @@ def sma_cross_nb(close, fast, slow, direction):
             d = 1
         elif below1 and not below0:
             d = -1
-        if d != 0 and _keep(d, direction):
-            index[k] = i
-            side[k] = d
-            k += 1
+        k = _emit(index, side, k, i, d, direction)
     return _trim(index, side, stop, k)
 
 
@@ -169,10 +177,7 @@ def rsi_reversion_nb(close, period, lower, upper, direction):
             d = 1
         elif r[i - 1] > upper >= r[i]:
             d = -1
-        if d != 0 and _keep(d, direction):
-            index[k] = i
-            side[k] = d
-            k += 1
+        k = _emit(index, side, k, i, d, direction)
     return _trim(index, side, stop, k)
 
 

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import numba as nb
 import numpy as np
+from numba import types
+from numba.extending import overload
 
 from .layouts import (
     BREAKEVEN,
@@ -95,7 +97,6 @@ def exit_levels_nb(ts, open_, high, low, close, entry0, series_end, alert_ts,
     sl_open = np.zeros((n_ent, n_sl, n_gap), np.float64)
     tr_open = np.zeros((n_ent, n_tr, n_gap), np.float64)
     be_open = np.zeros((n_ent, n_be, n_gap), np.float64)
-    no_sub = np.zeros(n_tr, np.float64)  # SPEC 11 trails: the level is peak * (1 - distance)
     for flat in nb.prange(n_ent * n):
         c, i = flat // n, flat % n
         end = series_end[i] + 1
@@ -110,7 +111,7 @@ def exit_levels_nb(ts, open_, high, low, close, entry0, series_end, alert_ts,
                             tp_ts[c, :, i], sl_ts[c, :, i])
             continue
         _scan_extended_nb(ts, open_, high, low, e + 1, stop, entry_px, entry_px, tp_levels,
-                          sl_levels, trail_dist, no_sub, trail_act, trail_groups, be_trig,
+                          sl_levels, trail_dist, None, trail_act, trail_groups, be_trig,
                           be_level, be_groups, gap_open, tp_ts[c, :, i], sl_ts[c, :, i], tr_ts[c, :, i],
                           tr_px[c, :, i], be_ts[c, :, i], tp_open[c, :, i:i + 1],
                           sl_open[c, :, i:i + 1], tr_open[c, :, i:i + 1], be_open[c, :, i:i + 1])
@@ -231,11 +232,11 @@ def _scan_extended_nb(ts, open_, high, low, start, stop, entry_px, peak0, tp_lev
     first-hit candle (the ``*_open`` arrays are ``[levels, 1]``).
 
     Levels are ``entry_px`` times the given multiples, a trail's level
-    ``peak * (1 - trail_dist) - trail_sub``, and ``peak`` starts at
-    ``peak0``. Calls (SPEC 2, 11) pass ``peak0 = entry_px`` and
-    ``trail_sub`` zeros (``x - 0.0`` is ``x``); a strategy's trades (SPEC
-    13, ``rkernels``) pass ``entry_px = 1.0`` with absolute levels, and
-    ``trail_dist`` zeros with ``trail_sub = trail_r * risk``.
+    ``trail_level_nb`` (``peak * (1 - trail_dist)``, less ``trail_sub``),
+    and ``peak`` starts at ``peak0``. Calls (SPEC 2, 11) pass ``peak0 =
+    entry_px`` and ``trail_sub`` None (compiled out); a strategy's trades
+    (SPEC 13, ``rkernels``) pass ``entry_px = 1.0`` with absolute levels,
+    and ``trail_dist`` zeros with ``trail_sub = trail_r * risk``.
 
     ``peak`` is the running peak *before* candle ``q`` (``peak_j``): a candle
     is tested against the stops its predecessors set, then raises the peak.
@@ -261,7 +262,7 @@ def _scan_extended_nb(ts, open_, high, low, start, stop, entry_px, peak0, tp_lev
         top = max(peak, block_high)
         for g in range(n_trg):
             a = tr_next[g]
-            if a < trail_groups[g + 1] and block_low <= top * (1 - trail_dist[a]) - trail_sub[a]:
+            if a < trail_groups[g + 1] and block_low <= trail_level_nb(top, trail_dist, trail_sub, a):
                 near = True
         for g in range(n_beg):
             if be_next[g] < be_groups[g + 1] and block_low <= entry_px * be_level[be_next[g]]:
@@ -289,9 +290,10 @@ def _scan_extended_nb(ts, open_, high, low, start, stop, entry_px, peak0, tp_lev
                 a = tr_next[g]
                 if a == trail_groups[g + 1] or not peak >= entry_px * trail_act[a]:
                     continue
-                while a < trail_groups[g + 1] and low[q] <= peak * (1 - trail_dist[a]) - trail_sub[a]:
+                while a < trail_groups[g + 1] and low[q] <= trail_level_nb(peak, trail_dist,
+                                                                           trail_sub, a):
                     tr_out[a] = ts[q]
-                    tr_px[a] = peak * (1 - trail_dist[a]) - trail_sub[a]
+                    tr_px[a] = trail_level_nb(peak, trail_dist, trail_sub, a)
                     if gap_open:
                         tr_open[a, 0] = open_[q]
                     a += 1
@@ -310,6 +312,21 @@ def _scan_extended_nb(ts, open_, high, low, start, stop, entry_px, peak0, tp_lev
             if k == n_tp or m == n_sl:
                 return
         j = block_end
+
+
+def trail_level_nb(peak, trail_dist, trail_sub, a):
+    """Trailing stop ``a``'s level at ``peak``: SPEC 11's ``peak * (1 -
+    distance)``, or with ``trail_sub`` SPEC 13's ``peak - trail_r * risk``
+    (``trail_dist`` 0: ``peak * 1`` is ``peak``). Chosen when Numba compiles:
+    a None ``trail_sub`` leaves the calls' scan as it was, no subtraction."""
+    raise NotImplementedError  # pragma: no cover - compiled only, see the overload
+
+
+@overload(trail_level_nb, inline="always")
+def _trail_level_overload(peak, trail_dist, trail_sub, a):
+    if isinstance(trail_sub, types.NoneType):
+        return lambda peak, trail_dist, trail_sub, a: peak * (1 - trail_dist[a])
+    return lambda peak, trail_dist, trail_sub, a: peak * (1 - trail_dist[a]) - trail_sub[a]
 
 
 @nb.njit(cache=True, nogil=True, inline="always")

@@ -21,12 +21,8 @@ from protocol import SimulatorConfig
 
 from .._errors import InvalidParams
 from .dataset import Dataset
-from .engine import config_array, group_rows, hold_ms, max_open
+from .engine import config_array, group_rows, hold_ms, max_open, sweep_calls
 from .layouts import (
-    CALL_ALERT_TS,
-    CALL_EOD_PX,
-    CALL_EOD_TS,
-    N_CALL_ROWS,
     N_EXITS,
     N_METRICS,
     N_POINT_LEVELS,
@@ -198,19 +194,8 @@ class StrategySweep:
 
 def prepare_strategy(ds: Dataset, lv: StrategyLevels,
                      positions: np.ndarray | None = None) -> StrategySweep:
-    order = ds.call_order
-    if positions is not None:
-        keep = np.zeros(ds.n_calls, bool)
-        keep[positions] = True
-        order = order[keep[order]]
-    entry = ds.entry_idx[order]
-    end = ds.series_end[order]
-    has = entry >= 0
-    calls = np.zeros((lv.entry_delay.size * lv.sl_pct.size, N_CALL_ROWS, order.size))
-    alert = ds.call_ts_ms[order]
-    calls[:, CALL_ALERT_TS] = alert
-    calls[:, CALL_EOD_TS, has] = ds.ts_ms[end[has]]
-    calls[:, CALL_EOD_PX, has] = ds.close[end[has]]
+    order, entry, end, alert, calls = sweep_calls(ds, positions,
+                                                  lv.entry_delay.size * lv.sl_pct.size)
     dirs = np.ascontiguousarray(lv.dirs[order])
     hits, risk = strategy_levels_nb(ds.ts_ms, ds.open, ds.high, ds.low, ds.close, entry, end,
                                     alert, dirs, np.ascontiguousarray(lv.stops[order]),

@@ -298,10 +298,16 @@ class Worker:
     def _evaluator(self, ds: Dataset, shared: SharedDataset | None,
                    p: m.OptimizeParams) -> Evaluator:
         """Where the request's grid work runs (module doc)."""
-        evaluations = ds.n_calls * grid_size(p.param_grid or ParamGrid())
+        return self.evaluator_for(ds, shared, ds.n_calls * grid_size(p.param_grid or ParamGrid()))
+
+    def evaluator_for(self, ds: Dataset, shared: SharedDataset | None,
+                      evaluations: int) -> Evaluator:
+        """One hop on a thread for small work (``evaluations``: calls x grid
+        points), else Ray when served with ``--executor ray`` (SPEC 14), else
+        the pool (pieces on a thread without one)."""
         if evaluations <= self.settings.local_evaluations:
             return ThreadEvaluator(ds, limiter=self._local, one_hop=True)
-        ray = ray_executor()  # serve --executor ray (SPEC 14)
+        ray = ray_executor()
         if ray is not None:
             return ray.evaluator(ds)
         if self.pool is None:

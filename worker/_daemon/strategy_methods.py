@@ -52,13 +52,10 @@ from protocol._strategy import (
 from .._core.jobs import recorded
 from .._core.validate import DECODED
 from .._errors import InvalidParams, split_msgspec_error
-from .._pool.evaluator import PoolEvaluator
 from .._report.rundir import checkpoint_request, now, open_run
 from .._report.strategy import finish_strategy_run
-from .._ray.select import current as ray_executor
 from .._run.checkpoint import CheckpointingEvaluator
 from .._run.drive import drive
-from .._run.evaluators import ThreadEvaluator
 from .dispatch import RequestContext
 from .progress import track
 
@@ -198,15 +195,7 @@ def _check_run_args(p: OptimizeStrategyParams) -> None:
 
 def _evaluator(worker: Any, ds: Any, p: OptimizeStrategyParams) -> Any:
     """As ``Worker._evaluator``: each call of the plan meets every exit point."""
-    evaluations = ds.n_calls * exit_points(p.param_grid)
-    if evaluations <= worker.settings.local_evaluations:
-        return ThreadEvaluator(ds, limiter=worker._local, one_hop=True)
-    ray = ray_executor()  # serve --executor ray (SPEC 14)
-    if ray is not None:
-        return ray.evaluator(ds)
-    if worker.pool is None:
-        return ThreadEvaluator(ds, limiter=worker._local)
-    return PoolEvaluator(worker.pool, ds, shm_dir=worker.settings.shm_dir)
+    return worker.evaluator_for(ds, None, ds.n_calls * exit_points(p.param_grid))
 
 
 def _fingerprinted(p: OptimizeStrategyParams) -> dict:

@@ -83,11 +83,16 @@ def sma_nb(close, n):
 def sma_cross_nb(close, fast, slow, direction):
     """Long when fast is not above slow at ``i - 1`` and above at ``i``;
     short mirrored with *below*; no stop. Needs both averages at ``i - 1``."""
-    f = sma_nb(close, fast)
-    s = sma_nb(close, slow)
-    index, side, stop = _buffers(close.shape[0])
+    return sma_cross_of_nb(sma_nb(close, fast), sma_nb(close, slow), fast, slow, direction)
+
+
+@nb.njit(cache=True, nogil=True)
+def sma_cross_of_nb(f, s, fast, slow, direction):
+    """``sma_cross_nb`` from the two averages (a search computes each
+    average once per symbol and timeframe, ``strategies.run_strategy``)."""
+    index, side, stop = _buffers(f.shape[0])
     k = 0
-    for i in range(max(fast, slow), close.shape[0]):
+    for i in range(max(fast, slow), f.shape[0]):
         above0 = f[i - 1] - s[i - 1] > BAND * s[i - 1]
         below0 = f[i - 1] - s[i - 1] < -BAND * s[i - 1]
         above1 = f[i] - s[i] > BAND * s[i]
@@ -168,10 +173,15 @@ def rsi_nb(close, period):
 def rsi_reversion_nb(close, period, lower, upper, direction):
     """Long when ``rsi[i-1] < lower <= rsi[i]``; short when ``rsi[i-1] >
     upper >= rsi[i]``; no stop. Needs ``rsi[i-1]``: first at ``period + 1``."""
-    r = rsi_nb(close, period)
-    index, side, stop = _buffers(close.shape[0])
+    return rsi_reversion_of_nb(rsi_nb(close, period), period, lower, upper, direction)
+
+
+@nb.njit(cache=True, nogil=True)
+def rsi_reversion_of_nb(r, period, lower, upper, direction):
+    """``rsi_reversion_nb`` from the RSI series (computed once per period)."""
+    index, side, stop = _buffers(r.shape[0])
     k = 0
-    for i in range(period + 1, close.shape[0]):
+    for i in range(period + 1, r.shape[0]):
         d = 0
         if r[i - 1] < lower <= r[i]:
             d = 1

@@ -38,8 +38,12 @@ from .indicators import (
     SHORT_ONLY,
     Signals,
     donchian_breakout_nb,
+    rsi_nb,
     rsi_reversion_nb,
+    rsi_reversion_of_nb,
     sma_cross_nb,
+    sma_cross_of_nb,
+    sma_nb,
     sweep_bos_nb,
 )
 from .plugins import load_plugin, run_plugin
@@ -73,7 +77,7 @@ class StrategyDef:
     params: tuple[ParamDef, ...]
     rejected: Callable[[dict], bool]
     rejected_rule: str
-    run: Callable[[Any, dict, int], tuple]
+    run: Callable[[Any, dict, int, dict | None], tuple]  # (bars, params, direction, memo)
 
 
 def _int(name: str) -> ParamDef:
@@ -84,28 +88,49 @@ def _f64(bars: Any, name: str) -> np.ndarray:
     return np.ascontiguousarray(getattr(bars, name), dtype=np.float64)
 
 
+def _memo(memo: dict | None, key: tuple, make: Callable[[], np.ndarray]) -> np.ndarray:
+    """An indicator series of one symbol's bars at one timeframe, made once
+    per ``memo`` (a search's: many parameter sets share an average)."""
+    if memo is None:
+        return make()
+    hit = memo.get(key)
+    if hit is None:
+        hit = memo[key] = make()
+    return hit
+
+
+def _sma_cross(b: Any, p: dict, d: int, memo: dict | None) -> tuple:
+    close = _f64(b, "close")
+    f, s = (_memo(memo, ("sma", n), lambda n=n: sma_nb(close, n)) for n in (p["fast"], p["slow"]))
+    return sma_cross_of_nb(f, s, p["fast"], p["slow"], d)
+
+
+def _rsi_reversion(b: Any, p: dict, d: int, memo: dict | None) -> tuple:
+    r = _memo(memo, ("rsi", p["period"]), lambda: rsi_nb(_f64(b, "close"), p["period"]))
+    return rsi_reversion_of_nb(r, p["period"], p["lower"], p["upper"], d)
+
+
 BUILTINS: dict[str, StrategyDef] = {
     "sma_cross": StrategyDef(
         name="sma_cross", params=(_int("fast"), _int("slow")),
         rejected=lambda p: p["fast"] >= p["slow"], rejected_rule="fast >= slow",
-        run=lambda b, p, d: sma_cross_nb(_f64(b, "close"), p["fast"], p["slow"], d)),
+        run=_sma_cross),
     "donchian_breakout": StrategyDef(
         name="donchian_breakout", params=(_int("lookback"),),
         rejected=lambda p: False, rejected_rule="",
-        run=lambda b, p, d: donchian_breakout_nb(
+        run=lambda b, p, d, memo: donchian_breakout_nb(
             _f64(b, "high"), _f64(b, "low"), _f64(b, "close"), p["lookback"], d)),
     "rsi_reversion": StrategyDef(
         name="rsi_reversion",
         params=(_int("period"), ParamDef(name="lower", kind=float, lo=0.0, hi=100.0),
                 ParamDef(name="upper", kind=float, lo=0.0, hi=100.0)),
         rejected=lambda p: p["lower"] >= p["upper"], rejected_rule="lower >= upper",
-        run=lambda b, p, d: rsi_reversion_nb(
-            _f64(b, "close"), p["period"], p["lower"], p["upper"], d)),
+        run=_rsi_reversion),
     "sweep_bos": StrategyDef(
         name="sweep_bos", params=(_int("swing"), _int("window")),
         rejected=lambda p: False, rejected_rule="",
-        run=lambda b, p, d: sweep_bos_nb(_f64(b, "high"), _f64(b, "low"), _f64(b, "close"),
-                                         p["swing"], p["window"], d)),
+        run=lambda b, p, d, memo: sweep_bos_nb(_f64(b, "high"), _f64(b, "low"),
+                                               _f64(b, "close"), p["swing"], p["window"], d)),
 }
 
 
@@ -245,9 +270,11 @@ def is_rejected(strategy: str, params: dict) -> bool:
     return builtin(strategy).rejected(params)
 
 
-def run_strategy(strategy: str, bars: Any, params: dict) -> Signals:
+def run_strategy(strategy: str, bars: Any, params: dict, memo: dict | None = None) -> Signals:
     """The signals of ``strategy`` on one symbol's bars at one timeframe
     (``bars`` has numpy ``ts_ms, open, high, low, close, volume``).
+    ``memo``: a dict kept for these bars across parameter sets, where
+    built-ins keep the indicator series they share (SMAs, RSIs).
 
     A plug-in's exception or bad output raises ``plugins.SignalError``."""
     if is_plugin(strategy):
@@ -257,4 +284,4 @@ def run_strategy(strategy: str, bars: Any, params: dict) -> Signals:
     if sdef.rejected(p):
         raise InvalidParams(f"{sdef.name} cannot run a set with {sdef.rejected_rule}",
                             path="$.params")
-    return Signals(*sdef.run(bars, p, DIRECTIONS[p["direction"]]))
+    return Signals(*sdef.run(bars, p, DIRECTIONS[p["direction"]], memo))

@@ -120,13 +120,14 @@ def plan_strategy(bars: BarSet, *, strategy: str, strategy_grid: Any = None, tim
     numbers = []
     for t, (tf, tf_ms) in enumerate(tfs):
         sampled = resample(bars, tf_ms, sym_idx)
+        memos: list[dict] = [{} for _ in sampled.symbols]  # indicators shared by the sets
         for j, params in enumerate(all_sets):
             checkpoint()
             if is_rejected(strategy, params):
                 rejected += 1
                 continue
             shown = params if named else {k: x for k, x in params.items() if k != "direction"}
-            out = _signal_set(strategy, sampled, params, tf, tf_ms, len(sets))
+            out = _signal_set(strategy, sampled, params, tf, tf_ms, len(sets), memos)
             if isinstance(out, FailedSet):
                 failed.append(msgspec.structs.replace(out, params=shown))
                 continue
@@ -175,7 +176,7 @@ def _timeframes(bars: BarSet, sym_idx: np.ndarray, timeframes: Any) -> list[tupl
 
 
 def _signal_set(strategy: str, sampled: BarSet, params: dict, tf: str, tf_ms: int,
-                set_no: int) -> dict[str, list] | FailedSet:
+                set_no: int, memos: list[dict]) -> dict[str, list] | FailedSet:
     """One set's trades on every symbol, in SPEC 13's order (time, symbol
     bytes, bar index): each symbol's signals are in time order, so a stable
     sort by time of the symbols' concatenation (symbols in byte order) is it."""
@@ -183,7 +184,7 @@ def _signal_set(strategy: str, sampled: BarSet, params: dict, tf: str, tf_ms: in
     for s, sym in enumerate(sampled.symbols):
         bars = sampled.symbol_view(s)
         try:
-            sig = run_strategy(strategy, bars, params)
+            sig = run_strategy(strategy, bars, params, memos[s])
         except SignalError as exc:
             return FailedSet(symbol=sym, timeframe=tf, params=params, error=str(exc))
         idx = np.asarray(sig.index, np.int64)

@@ -11,8 +11,8 @@ Decisions where SPEC 13 is silent (each repeated where it applies):
   ``Params``; ``StrategyPoint`` is ``RankedPoint`` with that one change.
 - ``per_symbol_results`` is keyed by symbol, like ``per_caller_results`` is
   by caller; ``requires_extreme_params`` is always false for strategies.
-- ``folds`` is accepted in the schema (SPEC 13 lists it) but refused by the
-  worker for now: -32602 at ``$.folds``, naming it as not supported yet.
+- ``folds`` (SPEC 12 on a strategy search): the answer gains walkForward's
+  ``folds``, ``aggregate`` and ``stitched`` (``StrategyResult``).
 - ``simulate`` with a strategy is its own params type
   (``SimulateStrategyParams``); the worker tells the two apart by the
   ``strategy`` member. Its trades carry ``symbol`` and ``direction``.
@@ -134,8 +134,8 @@ class BarsInfo(msgspec.Struct, **_RESULT):
 class OptimizeStrategyParams(BarsSource, **_PARAMS):
     """SPEC 13 ``optimizeStrategy``. Grid order: timeframe outermost (in the
     order of ``timeframes``), then ``strategy_grid`` in its keys' order as
-    sent, then ``param_grid``. ``folds`` is not supported yet: any value but
-    null is refused (-32602 at ``$.folds``)."""
+    sent, then ``param_grid``. With ``folds``, the answer also has
+    walkForward's ``folds``, ``aggregate`` and ``stitched``."""
 
     strategy: StrategyName
     strategy_grid: dict[str, Annotated[list[StrategyValue], msgspec.Meta(min_length=1)]] | None = None

@@ -221,3 +221,31 @@ def test_walk_forward_and_stress_lanes_on_the_pool_equal_the_library(daemon, fil
     want = worker.optimize(ds, grid, stress="full", rank_by="maximin", top_k=3)
     assert got == json.loads(msgspec.json.encode(want))
     assert set(got["top"][0]["lanes"]) == {"baseline", "worse", "ugly", "latency_1", "gaps"}
+
+
+def test_strategy_searches_on_the_pool_equal_the_library(daemon, tmp_path):
+    """SPEC 13 through the pool: a strategy's exit grid travels to the pool
+    processes as its own kind of levels (``rengine.StrategyLevels``, rebuilt
+    by ``kind``), with folds, a stress lane and per-symbol results, and the
+    answer is the library's in-process one."""
+    import json
+
+    import msgspec
+
+    import worker
+    from tests.test_daemon_strategy import write_bars
+
+    bars_dir = write_bars(tmp_path / "bars", n=1500)
+    daemon.client.result("loadBars", {"bars_path": bars_dir, "dataset_id": "pool-bars"})
+    search = {"strategy": "donchian_breakout", "strategy_grid": {"lookback": [3, 6, 12]},
+              "timeframes": ["15m", "1h"],
+              "param_grid": {"tp_r": [1, 2, 3], "sl_pct": [0.01, 0.02], "trail_r": [None, 1.5],
+                             "entry_delay_candles": [0, 1]},
+              "per_symbol": True, "stress": "basic", "rank_by": "maximin", "include_all": True,
+              "folds": {"scheme": "rolling", "train_days": 6, "test_days": 3}}
+    got = daemon.client.result("optimizeStrategy", {"dataset_id": "pool-bars", **search})
+    lib = {("grid" if k == "param_grid" else k): v for k, v in search.items()}
+    want = worker.optimize_strategy(worker.load_bars(bars_dir), **lib)
+    assert got == json.loads(msgspec.json.encode(want))
+    assert got["params_evaluated"] == 2 * 3 * 24 and got["folds"] and got["stitched"] is not None
+    assert set(got["per_symbol_results"]) == {"BTC", "ETH", "SOL"}

@@ -99,7 +99,7 @@ BAD = [
     ({**SMALL, "simulator_config": {"gap_fill": "close"}}, "$.simulator_config.gap_fill"),
     ({**SMALL, "strategy": ""}, "$.strategy"),
     ({**SMALL, "bars_path": ""}, "$.bars_path"),
-    ({**SMALL, "folds": {"scheme": "cpcv"}}, "$.folds"),
+    ({**SMALL, "folds": {"scheme": "rollin"}}, "$.folds.scheme"),
     ({**SMALL, "run_id": "r1"}, "$.checkpoint_dir"),
     ({k: v for k, v in SMALL.items() if k != "timeframes"}, "$"),
 ]
@@ -113,9 +113,18 @@ def test_bad_optimize_strategy_params_name_their_path(daemon, params, path):
     assert daemon.client.result("ping") == {}
 
 
-def test_folds_are_refused_clearly(daemon):
-    err = error(daemon, "optimizeStrategy", {"dataset_id": "x", **SMALL, "folds": {"scheme": "cpcv"}})
-    assert "not supported" in err["message"] and "folds" in err["message"]
+def test_folds_on_a_strategy_search(daemon, bars):
+    """SPEC 12 on a strategy search: the answer gains walkForward's folds,
+    aggregate and stitched run; folds that do not fit the bars name $.folds."""
+    got = daemon.client.result("optimizeStrategy", {
+        "dataset_id": "bars", **SMALL, "folds": {"scheme": "rolling", "train_days": 6,
+                                                 "test_days": 3}})
+    assert got["folds"] and {"median_test_objective", "efficiency"} <= set(got["aggregate"])
+    assert all(f["test_windows"][0][0] == f["train_windows"][0][1] for f in got["folds"])
+    err = error(daemon, "optimizeStrategy", {
+        "dataset_id": "bars", **SMALL, "folds": {"scheme": "rolling", "train_days": 600,
+                                                 "test_days": 300}})
+    assert err["code"] == -32602 and err["data"]["path"].startswith("$.folds"), err
 
 
 def test_no_bars_source_and_two_bars_sources(daemon, tmp_path):
@@ -138,7 +147,8 @@ def test_calls_dataset_where_bars_are_expected(daemon):
     assert (err["code"], err["data"]["path"]) == (-32602, "$.dataset_id")
     assert "loadBars" in err["message"]
     listed = daemon.client.result("listDatasets")
-    assert [d["dataset_id"] for d in listed["datasets"]] == ["calls"] and listed["bars"] == []
+    assert [d["dataset_id"] for d in listed["datasets"]] == ["calls"]
+    assert "calls" not in [b["dataset_id"] for b in listed["bars"]]
 
 
 def decode_simulate(raw: bytes):

@@ -181,9 +181,6 @@ def exit_points(grid: StrategyExitGrid | None) -> int:
 
 
 def _check_run_args(p: OptimizeStrategyParams) -> None:
-    if p.folds is not None:
-        raise InvalidParams("folds (walk-forward) are not supported for strategies yet; "
-                            "leave folds out", path="$.folds")
     if (p.run_id is None) != (p.checkpoint_dir is None):
         missing = "checkpoint_dir" if p.checkpoint_dir is None else "run_id"
         raise InvalidParams("run_id and checkpoint_dir go together (a checkpointed run)",
@@ -233,7 +230,7 @@ async def optimize_strategy(worker: Any, p: OptimizeStrategyParams, ctx: Request
                         constraints=p.constraints, top_k=p.top_k,
                         include_all=p.include_all or journal is not None,
                         per_symbol=p.per_symbol, stress=p.stress, plateau=p.plateau,
-                        rank_by=p.rank_by)
+                        rank_by=p.rank_by, folds=p.folds)
                     counts: dict[str, Any] = dict(
                         on_job=lambda job: progress.add_total(job.n_items),
                         on_progress=progress.chunk_done)

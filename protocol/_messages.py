@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from ._params import (
+    CheckpointDir,
     Constraints,
     FoldsSpec,
     Mode,
@@ -23,6 +24,7 @@ from ._params import (
     PboSpec,
     Plateau,
     RankBy,
+    RunId,
     SimulatorConfig,
     StressLane,
     StressPreset,
@@ -176,11 +178,8 @@ class OptimizeParams(DataSource, **_PARAMS):
     include_all: bool = False
     caller_groups: list[str] | None = None
     progress_token: str | int | None = None
-    run_id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=200,
-                                        description="checkpointed run: the run directory is "
-                                                    "checkpoint_dir/run_id")] | None = None
-    checkpoint_dir: Annotated[str, msgspec.Meta(
-        description="absolute path of the directory that holds run directories")] | None = None
+    run_id: RunId | None = None
+    checkpoint_dir: CheckpointDir | None = None
     restart: bool = False
     extreme_sl_below: float = 0.88
     extreme_tp_above: float = 4.0

@@ -52,6 +52,14 @@ DEFAULT_SL_MULTS = (0.85, 0.88, 0.9, 0.92, 0.95)
 DEFAULT_HOLD_HRS = (48.0,)
 
 
+# A checkpointed run (SPEC 7/8): its directory is checkpoint_dir/run_id.
+RunId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=200,
+                                    description="checkpointed run: the run directory is "
+                                                "checkpoint_dir/run_id")]
+CheckpointDir = Annotated[str, msgspec.Meta(
+    description="absolute path of the directory that holds run directories")]
+
+
 class SimulatorConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """SPEC section 2 config, with its defaults."""
 

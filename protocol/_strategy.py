@@ -25,6 +25,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from ._params import (
+    CheckpointDir,
     Constraints,
     EntryDelay,
     FoldsSpec,
@@ -33,6 +34,7 @@ from ._params import (
     Mode,
     Plateau,
     RankBy,
+    RunId,
     SimulatorConfig,
     StressLane,
     StressPreset,
@@ -154,11 +156,8 @@ class OptimizeStrategyParams(BarsSource, **_PARAMS):
     rank_by: RankBy | None = None
     folds: FoldsSpec | None = None
     progress_token: str | int | None = None
-    run_id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=200,
-                                        description="checkpointed run: the run directory is "
-                                                    "checkpoint_dir/run_id")] | None = None
-    checkpoint_dir: Annotated[str, msgspec.Meta(
-        description="absolute path of the directory that holds run directories")] | None = None
+    run_id: RunId | None = None
+    checkpoint_dir: CheckpointDir | None = None
     restart: bool = False
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests._daemon import worker_env
-from worker._batch.config import load_config, yaml_line
+from worker._batch.config import load_config
+from worker._batch.yaml_errors import yaml_line
 from worker._errors import InvalidParams
 
 ROOT = Path(__file__).resolve().parents[1]

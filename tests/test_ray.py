@@ -143,6 +143,15 @@ BIG_GRID = {"tp_mults": [1.2, 1.4, 1.6, 1.8, 2, 2.25, 2.5, 2.75, 3, 3.5, 4, 5],
             "max_hold_hrs": [1, 2, 4, 6, 8, 12, 18, 24]}
 
 
+def until(condition, what: str, timeout: float = 60.0) -> None:
+    """Ray pushes no event for a task's state: ask its state API until
+    ``condition()`` holds (each query is a round trip to the cluster, which
+    paces the loop); fail after ``timeout`` seconds, a hang guard."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+
+
 def test_killed_worker_is_retried_and_exact(cluster):
     from ray.util.state import list_tasks, list_workers
 
@@ -171,9 +180,12 @@ def test_killed_worker_is_retried_and_exact(cluster):
         ev = RayEvaluator(big, cluster.address, span_seconds=5)
         async with ev, anyio.create_task_group() as tg:
             async def killer():
-                while ev.tasks == 0:
-                    await anyio.sleep(0.02)
-                await anyio.sleep(0.3)
+                # Kill once the request's task is running (not merely queued).
+                await anyio.to_thread.run_sync(lambda: until(
+                    lambda: list_tasks(filters=[("name", "=", "run_span"),
+                                                ("state", "=", "RUNNING")],
+                                       raise_on_missing_output=False),
+                    "the request's task to run"))
                 await anyio.to_thread.run_sync(kill_workers)
 
             tg.start_soon(killer)
@@ -184,11 +196,9 @@ def test_killed_worker_is_retried_and_exact(cluster):
     got = anyio.run(main)
     assert killed, "no Ray worker process was found"
     assert msgspec.json.encode(got) == msgspec.json.encode(want)
-    deadline = time.monotonic() + 20
-    while not any(t.attempt_number > 0 for t in list_tasks(
-            filters=[("name", "=", "run_span")], limit=10_000, raise_on_missing_output=False)):
-        assert time.monotonic() < deadline, "the killed workers' tasks were not retried"
-        time.sleep(0.3)
+    until(lambda: any(t.attempt_number > 0 for t in list_tasks(
+        filters=[("name", "=", "run_span")], limit=10_000, raise_on_missing_output=False)),
+        "a retried attempt of the killed workers' task")
 
 
 def test_cancel_cancels_the_requests_tasks(cluster):
@@ -199,28 +209,29 @@ def test_cancel_cancels_the_requests_tasks(cluster):
 
     async def main():
         ev = RayEvaluator(big, cluster.address, span_seconds=0.0002)
-        async with ev:
-            with anyio.move_on_after(0.3) as scope:
-                await drive(optimize_flow(big, BIG_GRID), ev, on_progress=lambda *a: seen.append(a))
+        with anyio.CancelScope() as scope:
+            def progressed(*a):  # cancel at the first finished span
+                seen.append(a)
+                scope.cancel()
+
+            await drive(optimize_flow(big, BIG_GRID), ev, on_progress=progressed)
         return ev, scope.cancelled_caught
 
     before = {t.task_id for t in list_tasks(filters=[("name", "=", "run_span")], limit=10_000,
                                             raise_on_missing_output=False)}
-    t0 = time.monotonic()
     ev, cancelled = anyio.run(main)
-    assert cancelled and time.monotonic() - t0 < 10
+    assert cancelled and seen
     assert ev.tasks > 10
-    # Every task of the request ends soon: finished before the cancel, or cancelled.
-    deadline = time.monotonic() + 30
-    while True:
-        tasks = [t for t in list_tasks(filters=[("name", "=", "run_span")], limit=10_000,
-                                       raise_on_missing_output=False)
-                 if t.task_id not in before]
-        states = {t.state for t in tasks}
-        if tasks and states <= {"FINISHED", "FAILED"}:
-            break
-        assert time.monotonic() < deadline, states
-        time.sleep(0.2)
+
+    def request_tasks():
+        return [t for t in list_tasks(filters=[("name", "=", "run_span")], limit=10_000,
+                                      raise_on_missing_output=False) if t.task_id not in before]
+
+    # Every task of the request ends: finished before the cancel, or cancelled.
+    until(lambda: (tasks := request_tasks()) and {t.state for t in tasks} <= {"FINISHED", "FAILED"},
+          "every task of the request to end")
+    tasks = request_tasks()
+    states = {t.state for t in tasks}
     assert "FAILED" in states, states   # cancelled before they ran
     assert sum(t.state == "FINISHED" for t in tasks) < ev.tasks
 

@@ -4,12 +4,10 @@ msgspec; an error names the bad key as a path and the line it is on."""
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
-import yaml
 
 from protocol import (
     Constraints,
@@ -26,8 +24,11 @@ from protocol import (
     StressPreset,
 )
 
+from .._core.bars import parse_timeframe
+from .._core.strategies import check_strategy_name
 from .._errors import InvalidParams, split_msgspec_error
 from .._report.text import DIMENSIONS, EXTENDED
+from .yaml_errors import located
 
 _STRICT = dict(frozen=True, kw_only=True, forbid_unknown_fields=True)
 
@@ -116,9 +117,6 @@ SPEC12_KEYS = ("folds", "pbo", "plateau", "stress", "rank_by")
 
 # ------------------------------------------------------------ SPEC 13: run: strategy
 
-BUILTIN_STRATEGIES = ("sma_cross", "donchian_breakout", "rsi_reversion", "sweep_bos")
-_TIMEFRAME = re.compile(r"([1-9][0-9]{0,15})([mhd])")
-_PLUGIN = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*")
 EXIT_KEYS = tuple(StrategyExitGrid.__struct_fields__)     # grid order
 
 
@@ -173,10 +171,10 @@ def _load_strategy(path: Path, text: str) -> StrategyRunConfig:
     try:
         cfg = msgspec.yaml.decode(text.encode(), type=StrategyRunConfig)
     except msgspec.ValidationError as exc:
-        raise _located(path, text, *split_msgspec_error(exc)) from None
+        raise located(path, text, *split_msgspec_error(exc)) from None
     bad = strategy_error(cfg)
     if bad is not None:
-        raise _located(path, text, *bad)
+        raise located(path, text, *bad)
     base = path.parent
     return msgspec.structs.replace(cfg, output=os.path.normpath(base / cfg.output),
                                    bars=os.path.normpath(base / cfg.bars))
@@ -188,20 +186,13 @@ def strategy_error(cfg: StrategyRunConfig) -> tuple[str, str] | None:
     duplicates, heatmap axes, stress lanes. The values of strategy
     parameters and the timeframes' fit to the bars are the engine's checks
     (run before anything is written, located by the runner)."""
-    name = cfg.strategy
-    if ":" in name:
-        if not _PLUGIN.fullmatch(name):
-            return ("a plug-in strategy is \"package.module:function\"", "$.strategy")
-    elif name not in BUILTIN_STRATEGIES:
-        return (f"unknown strategy {name!r:.60}; built-ins: {', '.join(BUILTIN_STRATEGIES)} "
-                "(or a plug-in \"package.module:function\")", "$.strategy")
-    seen: dict[str, int] = {}
-    for i, tf in enumerate(cfg.timeframes):
-        m = _TIMEFRAME.fullmatch(tf)
-        if m is None:
-            return (f"not a timeframe: {tf!r:.40}; \"<n>m\", \"<n>h\" or \"<n>d\" "
-                    "(1m, 5m, 15m, 1h, 4h, 1d, ...)", f"$.timeframes[{i}]")
-        ms = int(m.group(1)) * {"m": 60_000, "h": 3_600_000, "d": 86_400_000}[m.group(2)]
+    try:  # the engine's own checks of the name and of each timeframe's spelling
+        check_strategy_name(cfg.strategy)
+        spans = [parse_timeframe(tf, f"$.timeframes[{i}]") for i, tf in enumerate(cfg.timeframes)]
+    except InvalidParams as exc:
+        return exc.message.removesuffix(f" (at {exc.path})"), exc.path
+    seen: dict[int, int] = {}
+    for i, ms in enumerate(spans):
         if ms in seen:
             return (f"the same timeframe as timeframes[{seen[ms]}]", f"$.timeframes[{i}]")
         seen[ms] = i
@@ -249,18 +240,18 @@ def load_config(path: str | Path) -> tuple[RunConfig | StrategyRunConfig, str]:
     try:
         cfg = msgspec.yaml.decode(text.encode(), type=RunConfig)
     except msgspec.ValidationError as exc:
-        raise _located(path, text, *split_msgspec_error(exc)) from None
+        raise located(path, text, *split_msgspec_error(exc)) from None
     except msgspec.DecodeError as exc:
         raise InvalidParams(f"{path}: not valid YAML: {exc}", path="$") from None
     data = cfg.data
     given = (data.calls is not None or data.candles is not None, data.demo is not None)
     if given[0] == given[1] or (given[0] and (data.calls is None or data.candles is None)):
-        raise _located(path, text, "give data.calls and data.candles (files), or data.demo "
+        raise located(path, text, "give data.calls and data.candles (files), or data.demo "
                                    "(the synthetic dataset), not both", "$.data")
     for check in (heatmap_error, robust_error):
         bad = check(cfg)
         if bad is not None:
-            raise _located(path, text, *bad)
+            raise located(path, text, *bad)
     base = path.parent
     resolved = msgspec.structs.replace(
         cfg, output=os.path.normpath(base / cfg.output),
@@ -348,54 +339,3 @@ def _folds_error(cfg: RunConfig) -> tuple[str, str] | None:
     if cfg.pbo is not None and cfg.pbo.blocks % 2:
         return f"must be an even number of blocks, got {cfg.pbo.blocks}", "$.pbo.blocks"
     return None
-
-
-def _located(path: Path, text: str, message: str, json_path: str) -> InvalidParams:
-    unknown = re.search(r"unknown field `([^`]+)`", message)
-    # An unknown key is reported on its own line, not its parent's.
-    line = (yaml_line(text, f"{json_path}.{unknown.group(1)}", key=True) if unknown
-            else yaml_line(text, json_path))
-    where = f"{path}, line {line}" if line else str(path)
-    return InvalidParams(f"{where}: {message}", path=json_path)
-
-
-def locate_error(path: Path, text: str, exc: InvalidParams, renames: dict[str, str]) -> InvalidParams:
-    """``exc`` (from the library, with a request path) as an error on the
-    config's own key and line."""
-    json_path = exc.path
-    for old, new in renames.items():
-        if json_path == old or json_path.startswith(old + ".") or json_path.startswith(old + "["):
-            json_path = new + json_path[len(old):]
-            break
-    message = exc.message.removesuffix(f" (at {exc.path})")
-    line = yaml_line(text, json_path)
-    where = f"{path}, line {line}" if line else str(path)
-    return InvalidParams(f"{where}: {message}", path=json_path)
-
-
-def yaml_line(text: str, json_path: str, *, key: bool = False) -> int | None:
-    """1-based line of the node at ``json_path`` (``$.a.b[2]``), or of the
-    deepest existing parent (a missing key is reported where it belongs).
-    ``key``: the line of the last key itself, not of its value (a value in
-    block style starts on the next line)."""
-    try:
-        node = yaml.compose(text)
-    except yaml.YAMLError:
-        return None
-    line = None if node is None else node.start_mark.line + 1
-    parts = re.findall(r"\.([^.\[]+)|\[(\d+)\]", json_path)
-    for i, (name, index) in enumerate(parts):
-        child = None
-        if name and isinstance(node, yaml.MappingNode):
-            pair = next(((k, v) for k, v in node.value if k.value == name), None)
-            if pair is None:
-                return line
-            if key and i == len(parts) - 1:
-                return pair[0].start_mark.line + 1
-            child = pair[1]
-        elif index and isinstance(node, yaml.SequenceNode) and int(index) < len(node.value):
-            child = node.value[int(index)]
-        if child is None:
-            return line
-        node, line = child, child.start_mark.line + 1
-    return line

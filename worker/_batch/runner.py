@@ -61,9 +61,10 @@ from .._run.checkpoint import CheckpointingEvaluator, CheckpointStats
 from .._run.drive import drive
 from .._run.evaluators import Evaluator, ThreadEvaluator
 from .._run.journal import Journal
-from .config import SPEC12_KEYS, RunConfig, StrategyRunConfig, load_config, locate_error
+from .config import SPEC12_KEYS, RunConfig, StrategyRunConfig, load_config
 from .plan import folds_plan, strategy_plan
 from .progress_bar import ProgressPrinter
+from .yaml_errors import locate_error
 
 EXIT_INCOMPLETE = 3             # the run finished with failed chunks (module doc)
 

@@ -1,6 +1,7 @@
 """What one call's trade does once it is entered, for each kind of run the
-sweeps compile: its exit (time, price, reason), the sizing stop and the
-direction of its pnl.
+sweeps compile: its exit (time, price, reason: ``resolve_exit_nb`` and
+``resolve_extended_nb`` from the scan's first-hit times), the sizing stop
+and the direction of its pnl.
 
 ``sweeps.capital_run_nb`` and ``per_trade_run_nb`` take an ``x`` that is one
 of four things, told apart when Numba compiles (``@overload``), so each kind
@@ -25,13 +26,24 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
-from .kernels import NO_HIT, _resolve_exit_nb, resolve_extended_nb
-from .layouts import CALL_ENTRY_TS, CALL_EOD_PX, CALL_EOD_TS, N_SPEC2_HITS
+from .kernels import NO_HIT
+from .layouts import (
+    BREAKEVEN,
+    CALL_ENTRY_TS,
+    CALL_EOD_PX,
+    CALL_EOD_TS,
+    END_OF_DATA,
+    N_SPEC2_HITS,
+    STOP_LOSS,
+    TAKE_PROFIT,
+    TIME_EXIT,
+    TRAILING_STOP,
+)
 
 # Numba's on-disk cache keys a kernel on its own file's content only (see
 # kernels.py): the digest of what this file compiles in from layouts.py and
 # kernels.py (tests/test_layouts.py keeps it equal).
-DEPENDS_ON_DIGEST = "22a5803e4aeacd6e"
+DEPENDS_ON_DIGEST = "d9748850499117d4"
 
 
 class GivenExits(NamedTuple):
@@ -109,7 +121,7 @@ def _call_exit_overload(calls, i, x, entry_px, tp_mult, sl_mult, be_mult, sl_fir
     if len(x) == N_SPEC2_HITS:
         def spec2(calls, i, x, entry_px, tp_mult, sl_mult, be_mult, sl_first, gap_open):
             tp_ts, sl_ts, hold_ts, hold_px = x
-            exit_t, exit_px, reason = _resolve_exit_nb(
+            exit_t, exit_px, reason = resolve_exit_nb(
                 tp_ts[i], sl_ts[i], hold_ts[i], hold_px[i], np.int64(calls[CALL_EOD_TS, i]),
                 calls[CALL_EOD_PX, i], entry_px, tp_mult, sl_mult, sl_first)
             return exit_t, exit_px, reason, held_min_nb(calls, i, exit_t)
@@ -192,3 +204,75 @@ def _bad_stop_overload(x, i):
 @nb.njit(cache=True, nogil=True, inline="always")
 def held_min_nb(calls, i, exit_t):
     return (exit_t - np.int64(calls[CALL_ENTRY_TS, i])) / 60_000.0
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def resolve_extended_nb(tp_t, sl_t, hold_t, hold_close, eod_t, eod_close, entry_px,
+                        tp_mult, sl_mult, tr_t, tr_level, be_t, be_mult,
+                        tp_o, sl_o, tr_o, be_o, sl_first, gap_open):
+    """SPEC 11's exit from first-hit times: (exit time, price, reason).
+
+    The stop at a candle is the highest armed component, and "low reaches the
+    highest" is "low reaches one of them", so the stop's first hit is the
+    earliest of its components' (``tr_t``/``be_t`` are ``NO_HIT`` when that
+    exit is off). Every component armed and at the stop's level on that
+    candle is first hit there too, so the stop's level is the highest of
+    those hit then; equal levels go to trailing_stop, then breakeven, then
+    stop_loss. ``*_o``: the open of each first-hit candle (``gap_open``): a
+    candle opening beyond a level settles at its open, whatever the
+    intrabar rule.
+    """
+    stop_t = min(sl_t, tr_t, be_t)
+    t = min(tp_t, stop_t, hold_t)
+    if t == NO_HIT:
+        return eod_t, eod_close, END_OF_DATA
+    tp_px = entry_px * tp_mult
+    stop_px = -np.inf
+    reason = STOP_LOSS
+    candle_open = tp_o
+    if sl_t == t:
+        stop_px, candle_open = entry_px * sl_mult, sl_o
+    if be_t == t and entry_px * be_mult >= stop_px:
+        stop_px, reason, candle_open = entry_px * be_mult, BREAKEVEN, be_o
+    if tr_t == t and tr_level >= stop_px:
+        stop_px, reason, candle_open = tr_level, TRAILING_STOP, tr_o
+    if gap_open:
+        if tp_t == t and candle_open >= tp_px:
+            return t, candle_open, TAKE_PROFIT
+        if stop_t == t and candle_open <= stop_px:
+            return t, candle_open, reason
+    if sl_first:
+        if stop_t == t:
+            return t, stop_px, reason
+        if tp_t == t:
+            return t, tp_px, TAKE_PROFIT
+    else:
+        if tp_t == t:
+            return t, tp_px, TAKE_PROFIT
+        if stop_t == t:
+            return t, stop_px, reason
+    return t, hold_close, TIME_EXIT
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def resolve_exit_nb(tp_t, sl_t, hold_t, hold_close, eod_t, eod_close,
+                     entry_px, tp_mult, sl_mult, sl_first):
+    """(exit time, exit price, reason) from the three first-hit times.
+
+    On the same candle TP beats time and SL beats time (the time rule is
+    checked last); TP against SL follows the intrabar rule.
+    """
+    t = min(tp_t, sl_t, hold_t)
+    if t == NO_HIT:
+        return eod_t, eod_close, END_OF_DATA
+    if sl_first:
+        if sl_t == t:
+            return t, entry_px * sl_mult, STOP_LOSS
+        if tp_t == t:
+            return t, entry_px * tp_mult, TAKE_PROFIT
+    else:
+        if tp_t == t:
+            return t, entry_px * tp_mult, TAKE_PROFIT
+        if sl_t == t:
+            return t, entry_px * sl_mult, STOP_LOSS
+    return t, hold_close, TIME_EXIT

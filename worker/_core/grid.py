@@ -36,7 +36,7 @@ from .sweeps import capital_run_nb, per_trade_run_nb
 # sweeps.py. This digest of them is part of this file, so when they change,
 # this file changes and its kernels recompile (tests/test_layouts.py keeps
 # it equal; a stale cache would give old numbers).
-DEPENDS_ON_DIGEST = "06fa055cab74dbfe"
+DEPENDS_ON_DIGEST = "4f1157a8703f0d06"
 
 
 @nb.njit(cache=True, nogil=True, inline="always")

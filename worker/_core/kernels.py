@@ -29,17 +29,11 @@ from numba import types
 from numba.extending import overload
 
 from .layouts import (
-    BREAKEVEN,
     CALL_ENTRY_PX,
     CALL_ENTRY_TS,
     CALL_EXPIRY_TS,
-    END_OF_DATA,
     NO_ENTRY_PX,
     NO_FILL_PX,
-    STOP_LOSS,
-    TAKE_PROFIT,
-    TIME_EXIT,
-    TRAILING_STOP,
 )
 
 # Numba's on-disk cache keys a kernel on its own file's content only, not on
@@ -327,75 +321,3 @@ def _trail_level_overload(peak, trail_dist, trail_sub, a):
     if isinstance(trail_sub, types.NoneType):
         return lambda peak, trail_dist, trail_sub, a: peak * (1 - trail_dist[a])
     return lambda peak, trail_dist, trail_sub, a: peak * (1 - trail_dist[a]) - trail_sub[a]
-
-
-@nb.njit(cache=True, nogil=True, inline="always")
-def resolve_extended_nb(tp_t, sl_t, hold_t, hold_close, eod_t, eod_close, entry_px,
-                        tp_mult, sl_mult, tr_t, tr_level, be_t, be_mult,
-                        tp_o, sl_o, tr_o, be_o, sl_first, gap_open):
-    """SPEC 11's exit from first-hit times: (exit time, price, reason).
-
-    The stop at a candle is the highest armed component, and "low reaches the
-    highest" is "low reaches one of them", so the stop's first hit is the
-    earliest of its components' (``tr_t``/``be_t`` are ``NO_HIT`` when that
-    exit is off). Every component armed and at the stop's level on that
-    candle is first hit there too, so the stop's level is the highest of
-    those hit then; equal levels go to trailing_stop, then breakeven, then
-    stop_loss. ``*_o``: the open of each first-hit candle (``gap_open``): a
-    candle opening beyond a level settles at its open, whatever the
-    intrabar rule.
-    """
-    stop_t = min(sl_t, tr_t, be_t)
-    t = min(tp_t, stop_t, hold_t)
-    if t == NO_HIT:
-        return eod_t, eod_close, END_OF_DATA
-    tp_px = entry_px * tp_mult
-    stop_px = -np.inf
-    reason = STOP_LOSS
-    candle_open = tp_o
-    if sl_t == t:
-        stop_px, candle_open = entry_px * sl_mult, sl_o
-    if be_t == t and entry_px * be_mult >= stop_px:
-        stop_px, reason, candle_open = entry_px * be_mult, BREAKEVEN, be_o
-    if tr_t == t and tr_level >= stop_px:
-        stop_px, reason, candle_open = tr_level, TRAILING_STOP, tr_o
-    if gap_open:
-        if tp_t == t and candle_open >= tp_px:
-            return t, candle_open, TAKE_PROFIT
-        if stop_t == t and candle_open <= stop_px:
-            return t, candle_open, reason
-    if sl_first:
-        if stop_t == t:
-            return t, stop_px, reason
-        if tp_t == t:
-            return t, tp_px, TAKE_PROFIT
-    else:
-        if tp_t == t:
-            return t, tp_px, TAKE_PROFIT
-        if stop_t == t:
-            return t, stop_px, reason
-    return t, hold_close, TIME_EXIT
-
-
-@nb.njit(cache=True, nogil=True, inline="always")
-def _resolve_exit_nb(tp_t, sl_t, hold_t, hold_close, eod_t, eod_close,
-                     entry_px, tp_mult, sl_mult, sl_first):
-    """(exit time, exit price, reason) from the three first-hit times.
-
-    On the same candle TP beats time and SL beats time (the time rule is
-    checked last); TP against SL follows the intrabar rule.
-    """
-    t = min(tp_t, sl_t, hold_t)
-    if t == NO_HIT:
-        return eod_t, eod_close, END_OF_DATA
-    if sl_first:
-        if sl_t == t:
-            return t, entry_px * sl_mult, STOP_LOSS
-        if tp_t == t:
-            return t, entry_px * tp_mult, TAKE_PROFIT
-    else:
-        if tp_t == t:
-            return t, entry_px * tp_mult, TAKE_PROFIT
-        if sl_t == t:
-            return t, entry_px * sl_mult, STOP_LOSS
-    return t, hold_close, TIME_EXIT

@@ -80,9 +80,9 @@ def _is_identifier_path(name: str) -> bool:
     return bool(name) and all(part.isidentifier() for part in name.split("."))
 
 
-def load_plugin(spec: Any, path: str = "$.strategy") -> Callable:
-    """The callable named by ``"package.module:function"``; InvalidParams
-    naming what is missing (module, attribute) or wrong (not callable)."""
+def plugin_spec(spec: Any, path: str = "$.strategy") -> tuple[str, str]:
+    """(module, function) of ``"package.module:function"``, its spelling
+    checked (nothing is imported); else InvalidParams."""
     if not isinstance(spec, str) or spec.count(":") != 1:
         raise InvalidParams(f"a plug-in strategy is 'package.module:function', got {spec!r:.80}",
                             path=path)
@@ -90,6 +90,13 @@ def load_plugin(spec: Any, path: str = "$.strategy") -> Callable:
     if not _is_identifier_path(module_name) or not attr.isidentifier():
         raise InvalidParams(f"a plug-in strategy is 'package.module:function' with dotted "
                             f"Python names, got {spec!r:.80}", path=path)
+    return module_name, attr
+
+
+def load_plugin(spec: Any, path: str = "$.strategy") -> Callable:
+    """The callable named by ``"package.module:function"``; InvalidParams
+    naming what is missing (module, attribute) or wrong (not callable)."""
+    module_name, attr = plugin_spec(spec, path)
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:

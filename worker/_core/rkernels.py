@@ -38,7 +38,7 @@ from .sweeps import capital_run_nb, per_trade_run_nb
 
 # Numba's on-disk cache keys a kernel on its own file's content only (see
 # kernels.py): the digest of what this file compiles in (tests/test_layouts.py).
-DEPENDS_ON_DIGEST = "06fa055cab74dbfe"
+DEPENDS_ON_DIGEST = "4f1157a8703f0d06"
 
 
 @nb.njit(cache=True, nogil=True, parallel=True)

@@ -46,7 +46,7 @@ from .indicators import (
     sma_nb,
     sweep_bos_nb,
 )
-from .plugins import load_plugin, run_plugin
+from .plugins import load_plugin, plugin_spec, run_plugin
 
 __all__ = [
     "BUILTINS", "DIRECTIONS", "INT_MAX", "ParamDef", "Signals", "StrategyDef", "check_params",
@@ -137,6 +137,15 @@ BUILTINS: dict[str, StrategyDef] = {
 def is_plugin(strategy: Any) -> bool:
     """"package.module:function" names a plug-in; anything else a built-in."""
     return isinstance(strategy, str) and ":" in strategy
+
+
+def check_strategy_name(strategy: Any, path: str = "$.strategy") -> None:
+    """A built-in's name or a plug-in's spelling (nothing imported), else
+    InvalidParams."""
+    if is_plugin(strategy):
+        plugin_spec(strategy, path)
+    else:
+        builtin(strategy, path)
 
 
 def builtin(strategy: Any, path: str = "$.strategy") -> StrategyDef:

@@ -87,7 +87,7 @@ __all__ = ["GivenExits", "RHits", "capital_run_nb", "per_trade_run_nb"]
 # them is part of this file, so when they change, this file changes and its
 # kernels recompile (tests/test_layouts.py keeps it equal; a stale cache
 # would give old numbers).
-DEPENDS_ON_DIGEST = "eb2f0ea20b4f17db"
+DEPENDS_ON_DIGEST = "659893b03bdacaf8"
 
 
 @nb.njit(cache=True, nogil=True, inline="always")

@@ -8,14 +8,14 @@ or fill gaps at the open). Feasibility stays the request's own.
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 import numpy as np
 
-from protocol import EXTENDED_DEFAULTS, ParamGrid
+from protocol import EXTENDED_DEFAULTS, ParamGrid, SimulatorConfig
 
 from .engine import GridLevels, grid_levels
 from .jobs import GridJob
@@ -76,11 +76,14 @@ def robustness_flow(study: Study, levels: GridLevels, metrics: np.ndarray,
 def lane_objectives_flow(study: Study, levels: GridLevels, metrics: np.ndarray,
                          positions: np.ndarray, *, group_codes: np.ndarray | None = None,
                          groups: tuple[np.ndarray, ...] | None = None,
+                         lane_levels: Callable[[Lane, SimulatorConfig], Any] | None = None,
                          ) -> Generator[GridJob, Any, np.ndarray | None]:
     """Every stress lane's objective ``[L, rows]`` over the rows of
     ``metrics`` (the request's own run, grouped as ``group_codes`` or
     ``groups`` group it): one ``GridJob`` per lane, the baseline lane read
-    from ``metrics``. None without lanes."""
+    from ``metrics``. None without lanes. ``lane_levels(lane, config)``:
+    the lane's levels (default: the study's grid with the lane's delay;
+    a strategy search passes its own, SPEC 13)."""
     if not study.lanes:
         return None
     col = study.column(study.objective)
@@ -90,28 +93,38 @@ def lane_objectives_flow(study: Study, levels: GridLevels, metrics: np.ndarray,
             lane_objective[k] = metrics[:, col]
             continue
         config = lane_config(study, lane)
-        lane_levels = grid_levels(lane_grid(study.grid, lane), config)
-        lane_metrics, _, _ = yield GridJob(lane_levels, positions, group_codes, config,
+        levels_k = (grid_levels(lane_grid(study.grid, lane), config) if lane_levels is None
+                    else lane_levels(lane, config))
+        lane_metrics, _, _ = yield GridJob(levels_k, positions, group_codes, config,
                                            study.mode, groups=groups)
         lane_objective[k] = lane_metrics[:, col]
     return lane_objective
 
 
 def robustness(study: Study, levels: GridLevels, metrics: np.ndarray,
-               lane_objective: np.ndarray | None) -> Robustness:
-    """Plateau values (per group of ``levels.n_points`` rows) and the lanes'
-    maximin from ``lane_objective`` (``lane_objectives_flow``)."""
+               lane_objective: np.ndarray | None, *, block: int | None = None,
+               plateau_of: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+               ) -> Robustness:
+    """Plateau values (per group of ``block`` rows, default
+    ``levels.n_points``) and the lanes' maximin from ``lane_objective``
+    (``lane_objectives_flow``). ``plateau_of(objective, feasible)``: one
+    group's plateau values (default: over the study's grid; a strategy
+    search passes its own lattice, SPEC 13)."""
     from .optimize import feasible_mask  # the flow's own module: no cycle at import
 
     objective = metrics[:, study.column(study.objective)]
     feasible = feasible_mask(study, metrics)
-    n = levels.n_points
+    n = levels.n_points if block is None else block
     plateau = None
     if study.plateau is not None:
-        lattice = grid_lattice(grid_shape(study.grid))
+        if plateau_of is None:
+            lattice = grid_lattice(grid_shape(study.grid))
+
+            def plateau_of(obj: np.ndarray, ok: np.ndarray) -> np.ndarray:
+                return plateau_values(lattice, obj, ok, study.plateau.radius,
+                                      study.plateau.stat, study.minimize)
         plateau = np.concatenate([
-            plateau_values(lattice, objective[g:g + n], feasible[g:g + n], study.plateau.radius,
-                           study.plateau.stat, study.minimize)
+            plateau_of(objective[g:g + n], feasible[g:g + n])
             for g in range(0, objective.size, n)]) if objective.size else objective.copy()
     if lane_objective is None:
         return Robustness(plateau=plateau)

@@ -34,6 +34,7 @@ from .._errors import InvalidParams, ResourceLimit
 from . import validate as v
 from .bars import BarSet, check_timeframe, parse_timeframe, resample, select
 from .dataset import CandleColumns, Dataset, KeyColumn, build_dataset
+from .folds import base_interval_ms
 from .optimize import Study
 from .plugins import SignalError
 from .rengine import StrategyLevels, exit_grid, strategy_levels
@@ -65,9 +66,12 @@ class StrategyPlan:
     grid_shape: tuple[int, ...] = ()
     set_numbers: tuple[int, ...] = ()
     # SPEC 12's [T0, T1) for strategies: the selected symbols' earliest base
-    # bar and their latest + 1 ms.
+    # bar and their latest + 1 ms, and their base interval (the default
+    # embargo's I). From the bars, not from ``dataset``: its series are only
+    # the symbols that signalled.
     t0_ms: int = 0
     t1_ms: int = 0
+    base_interval_ms: int = 0
 
     @property
     def n_points(self) -> int:
@@ -82,12 +86,11 @@ def strategy_config(config: Any) -> SimulatorConfig:
     """The request's config; ``gap_fill`` defaults to ``"open"`` for strategies."""
     if config is None:
         return SimulatorConfig(gap_fill="open")
+    if isinstance(config, msgspec.Struct):  # the wire's StrategySimulatorConfig, say
+        config = msgspec.structs.asdict(config)
     if isinstance(config, dict) and "gap_fill" not in config:
         config = {**config, "gap_fill": "open"}
-    if isinstance(config, msgspec.Struct) and not isinstance(config, SimulatorConfig):
-        config = msgspec.structs.asdict(config)
-    return v.config(msgspec.to_builtins(config) if isinstance(config, msgspec.Struct)
-                    else config)
+    return v.config(config)
 
 
 def plan_strategy(bars: BarSet, *, strategy: str, strategy_grid: Any = None, timeframes: Any,
@@ -110,9 +113,6 @@ def plan_strategy(bars: BarSet, *, strategy: str, strategy_grid: Any = None, tim
     # would hang, then exhaust memory, before any later check).
     all_sets = strategy_sets(strategy, strategy_grid, max_points=max_points,
                              points_per_set=len(tfs) * n_exit)
-    if max_points is not None and len(tfs) * len(all_sets) * n_exit > max_points:
-        raise ResourceLimit(f"{len(tfs) * len(all_sets) * n_exit:,} grid points, over the "
-                            f"limit of {max_points:,}", data={"path": "$.strategy_grid"})
     named = isinstance(strategy_grid, dict) and "direction" in strategy_grid
     names = [bars.symbols[s] for s in sym_idx.tolist()]
     cols: dict[str, list] = {"ids": [], "sym": [], "ts": [], "dir": [], "stop": []}
@@ -151,8 +151,18 @@ def plan_strategy(bars: BarSet, *, strategy: str, strategy_grid: Any = None, tim
                         grid_shape=(len(tfs), *_set_dims(all_sets),
                                     *(len(x) for x in dims.values())),
                         set_numbers=tuple(numbers),
-                        t0_ms=int(ds.ts_ms.min()) if ds.n_candles else 0,
-                        t1_ms=int(ds.ts_ms.max()) + 1 if ds.n_candles else 0)
+                        **_span(bars, sym_idx))
+
+
+def _span(bars: BarSet, sym_idx: np.ndarray) -> dict[str, int]:
+    """``t0_ms``, ``t1_ms`` and ``base_interval_ms`` of the selected symbols' bars."""
+    views = [bars.symbol_view(s) for s in sym_idx.tolist()]
+    ts = np.concatenate([v.ts_ms for v in views]) if views else np.zeros(0, np.int64)
+    if ts.size == 0:
+        return {"t0_ms": 0, "t1_ms": 0, "base_interval_ms": 0}
+    offsets = np.cumsum([0] + [v.ts_ms.size for v in views])
+    return {"t0_ms": int(ts.min()), "t1_ms": int(ts.max()) + 1,
+            "base_interval_ms": base_interval_ms(ts, offsets)}
 
 
 def _set_dims(all_sets: list[dict]) -> list[int]:

@@ -52,7 +52,7 @@ def fold_plan(plan: StrategyPlan, folds: Any):
     exits = plan.levels.params
     default = default_embargo_ms(max(p["max_hold_hrs"] for p in exits), 0.0,
                                  max(p.get("entry_delay_candles", 0) for p in exits),
-                                 plan.dataset.base_interval_ms)
+                                 plan.base_interval_ms)
     embargo = embargo_ms(spec.embargo_hrs, default)
     ts = plan.dataset.call_ts_ms
     masks = [fold_masks(ts, train_w, test_w, embargo, spec.scheme == "cpcv")

@@ -30,7 +30,7 @@ from .._errors import InvalidParams
 from . import validate as v
 from .bars import BarSet
 from .jobs import Flow, GridJob
-from .lanes import Robustness, lane_config, lane_is_baseline
+from .lanes import Robustness, lane_objectives_flow, robustness
 from .layouts import (
     CALL_ENTRY_PX,
     CALL_ENTRY_TS,
@@ -44,12 +44,13 @@ from .layouts import (
     REC_STATUS,
 )
 from .metrics import to_metrics
-from .optimize import Study, best_deflated_sharpe, best_of, feasible_mask
+from .optimize import Study, best_deflated_sharpe, best_of
 from .rengine import EXIT_DIMS, run_point
-from .robust import grid_lattice, maximin, plateau_values
-from .strategies import is_plugin
+from .robust import grid_lattice, plateau_values
 from .strategy import StrategyPlan, make_strategy_study, plan_strategy
 from .strategy_folds import fold_groups, fold_plan, folds_result
+
+__all__ = ["optimize_strategy_flow", "simulate_strategy", "strategy_result"]
 
 
 def optimize_strategy_flow(plan: StrategyPlan, *, mode: Any = None, objective: Any = None,
@@ -116,34 +117,20 @@ def _part(robust: Robustness, k: int, n: int) -> Robustness:
 
 def strategy_robustness(plan: StrategyPlan, study: Study, metrics: np.ndarray, groups,
                         ) -> Generator[GridJob, Any, Robustness]:
-    """SPEC 12 on a strategy's points: plateaus over the full grid, and
-    each stress lane as one more job over every signal set (a lane's delay
-    shifts every entry configuration's; its fees and fills replace the
-    request's)."""
-    objective = metrics[:, study.column(study.objective)]
-    plateau = None
-    if study.plateau is not None:  # per block of the search's points
-        feasible, n = feasible_mask(study, metrics), plan.n_points
-        plateau = np.concatenate([
-            _plateau(plan, study, objective[b:b + n], feasible[b:b + n])
-            for b in range(0, objective.size, n)]) if objective.size else objective.copy()
-    if not study.lanes:
-        return Robustness(plateau=plateau)
-    lane_objective = np.empty((len(study.lanes), objective.size))
-    for k, lane in enumerate(study.lanes):
-        if lane_is_baseline(lane):
-            lane_objective[k] = objective
-            continue
-        config = lane_config(study, lane)
-        levels = dataclasses.replace(
+    """SPEC 12 on a strategy's points (``lanes``' mechanism): plateaus over
+    the full grid, each stress lane one more job over every signal set (a
+    lane's delay shifts every entry configuration's; its fees and fills
+    replace the request's)."""
+    def lane_levels(lane, config):
+        return dataclasses.replace(
             plan.levels, entry_delay=plan.levels.entry_delay + (lane.entry_delay_candles or 0),
             gap_open=config.gap_fill == "open")
-        lane_metrics, _, _ = yield GridJob(levels, np.arange(plan.dataset.n_calls), None,
-                                           config, study.mode, groups=groups)
-        lane_objective[k] = lane_metrics[:, study.column(study.objective)]
-    worst_value, worst_lane = maximin(lane_objective, study.minimize)
-    return Robustness(plateau=plateau, lane_names=tuple(x.name for x in study.lanes),
-                      lane_objective=lane_objective, maximin=worst_value, worst_lane=worst_lane)
+
+    lanes = yield from lane_objectives_flow(study, plan.levels, metrics,
+                                            np.arange(plan.dataset.n_calls), groups=groups,
+                                            lane_levels=lane_levels)
+    return robustness(study, plan.levels, metrics, lanes, block=plan.n_points,
+                      plateau_of=lambda obj, ok: _plateau(plan, study, obj, ok))
 
 
 def _plateau(plan: StrategyPlan, study: Study, objective: np.ndarray,
@@ -272,5 +259,3 @@ def _trades(plan: StrategyPlan, sweep, calls: np.ndarray, rec: np.ndarray):
             exit_mult=exit_px / entry_px))
     return out
 
-
-__all__ = ["is_plugin", "optimize_strategy_flow", "simulate_strategy", "strategy_result"]

@@ -29,9 +29,9 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
-from types import SimpleNamespace
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import anyio
@@ -119,24 +119,6 @@ def read_bars(path: str, symbols: list[str] | None) -> Any:
     from .._data.bars import load_bars  # SPEC 13 engine (imported when first used)
 
     return load_bars(path, symbols)
-
-
-def subset_bars(bars: Any, symbols: list[str] | None) -> Any:
-    """``bars`` of ``symbols`` alone (all of them for None)."""
-    if symbols is None:
-        return bars
-    from .._core.bars import select
-
-    idx = np.asarray(select(bars, symbols, "$.symbols"), dtype=np.int64)
-    offsets = np.asarray(bars.offsets)
-    rows = np.concatenate([np.arange(offsets[s], offsets[s + 1]) for s in idx]) if idx.size \
-        else np.zeros(0, np.int64)
-    counts = np.asarray([offsets[s + 1] - offsets[s] for s in idx], dtype=np.int64)
-    columns = {name: np.asarray(getattr(bars, name))[rows]
-               for name in ("ts_ms", "open", "high", "low", "close", "volume")}
-    return replace(bars, symbols=tuple(bars.symbols[s] for s in idx),
-                   offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
-                   base_interval_ms=np.asarray(bars.base_interval_ms)[idx], **columns)
 
 
 @asynccontextmanager
@@ -352,8 +334,8 @@ async def simulate_strategy(worker: Any, p: SimulateStrategyParams, ctx: Request
     async with request_bars(worker, p) as bars:
         from .._core.strategy_search import simulate_strategy as run
 
-        selected = bars if p.bars_path is not None else subset_bars(bars, p.symbols)
         return await anyio.to_thread.run_sync(
-            lambda: run(selected, strategy=p.strategy, timeframe=timeframe, params=params,
-                        config=p.simulator_config, mode=p.mode, include_trades=p.include_trades),
+            lambda: run(bars, strategy=p.strategy, timeframe=timeframe, params=params,
+                        config=p.simulator_config, mode=p.mode, symbols=p.symbols,
+                        include_trades=p.include_trades),
             limiter=worker._local)

@@ -24,7 +24,6 @@ flow with it (``worker._run.drive``):
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -53,14 +52,20 @@ from .._errors import InvalidParams
 from .._pool.evaluator import PoolEvaluator
 from .._pool.shm import SharedDataset, share_dataset
 from .._pool.shm_build import SharedBuilder, planned_bytes
-from .._report.rundir import checkpoint_request, finish_run, now, open_run
 from .._ray.select import current as ray_executor
+from .._report.rundir import (
+    check_run_args,
+    checkpoint_request,
+    finish_run,
+    now,
+    open_run,
+)
 from .._run.checkpoint import CheckpointingEvaluator
 from .._run.drive import drive
 from .._run.evaluators import Evaluator, ThreadEvaluator
 from .._run.journal import Journal
-from .cache import DatasetCache, Entry
 from . import strategy_methods as sm
+from .cache import DatasetCache, Entry
 from .dispatch import RequestContext
 from .progress import track
 from .settings import Settings
@@ -317,14 +322,7 @@ class Worker:
 
     async def _run(self, p: m.OptimizeParams, ctx: RequestContext, kind: str,
                    make_flow: Callable[[Dataset], Flow]) -> Any:
-        if (p.run_id is None) != (p.checkpoint_dir is None):
-            missing = "checkpoint_dir" if p.checkpoint_dir is None else "run_id"
-            raise InvalidParams("run_id and checkpoint_dir go together (a checkpointed run)",
-                                path=f"$.{missing}")
-        if p.checkpoint_dir is not None and not os.path.isabs(p.checkpoint_dir):
-            # Relative to what? The daemon's working directory is not the client's.
-            raise InvalidParams(f"must be an absolute path, got {p.checkpoint_dir!r:.200}",
-                                path="$.checkpoint_dir")
+        check_run_args(p)
         async with self._data(p) as (ds, shared):
             self._warn_unknown_callers(ds, p, ctx)
             run = None if p.run_id is None else await self._open_run(p, ds)

@@ -52,7 +52,7 @@ from protocol._strategy import (
 from .._core.jobs import recorded
 from .._core.validate import DECODED
 from .._errors import InvalidParams, split_msgspec_error
-from .._report.rundir import checkpoint_request, now, open_run
+from .._report.rundir import check_run_args, checkpoint_request, now, open_run
 from .._report.strategy import finish_strategy_run
 from .._run.checkpoint import CheckpointingEvaluator
 from .._run.drive import drive
@@ -162,16 +162,6 @@ def exit_points(grid: StrategyExitGrid | None) -> int:
     return n
 
 
-def _check_run_args(p: OptimizeStrategyParams) -> None:
-    if (p.run_id is None) != (p.checkpoint_dir is None):
-        missing = "checkpoint_dir" if p.checkpoint_dir is None else "run_id"
-        raise InvalidParams("run_id and checkpoint_dir go together (a checkpointed run)",
-                            path=f"$.{missing}")
-    if p.checkpoint_dir is not None and not os.path.isabs(p.checkpoint_dir):
-        raise InvalidParams(f"must be an absolute path, got {p.checkpoint_dir!r:.200}",
-                            path="$.checkpoint_dir")
-
-
 def _evaluator(worker: Any, ds: Any, p: OptimizeStrategyParams) -> Any:
     """As ``Worker._evaluator``: each call of the plan meets every exit point."""
     return worker.evaluator_for(ds, None, ds.n_calls * exit_points(p.param_grid))
@@ -184,7 +174,7 @@ def _fingerprinted(p: OptimizeStrategyParams) -> dict:
 
 
 async def optimize_strategy(worker: Any, p: OptimizeStrategyParams, ctx: RequestContext) -> Any:
-    _check_run_args(p)
+    check_run_args(p)
     async with request_bars(worker, p) as bars:
         from .._core.strategy import plan_strategy
         from .._core.strategy_search import optimize_strategy_flow

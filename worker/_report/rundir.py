@@ -5,6 +5,7 @@ a run, finished (results, report) after it."""
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,19 @@ def checkpoint_request(params: Any) -> dict:
     """What a daemon request computes, for its run's fingerprint."""
     request = msgspec.to_builtins(params)
     return {k: v for k, v in request.items() if k not in _NOT_FINGERPRINTED}
+
+
+def check_run_args(p: Any) -> None:
+    """A checkpointed request's ``run_id`` and ``checkpoint_dir``: both or
+    neither, the directory absolute."""
+    if (p.run_id is None) != (p.checkpoint_dir is None):
+        missing = "checkpoint_dir" if p.checkpoint_dir is None else "run_id"
+        raise InvalidParams("run_id and checkpoint_dir go together (a checkpointed run)",
+                            path=f"$.{missing}")
+    if p.checkpoint_dir is not None and not os.path.isabs(p.checkpoint_dir):
+        # Relative to what? The daemon's working directory is not the client's.
+        raise InvalidParams(f"must be an absolute path, got {p.checkpoint_dir!r:.200}",
+                            path="$.checkpoint_dir")
 
 
 def open_run(run_dir: Path, ds: Dataset, request: Any, *, restart: bool = False,
